@@ -15,9 +15,7 @@ from collections.abc import Sequence
 from streamproc import __version__
 from streamproc.cli.errors import UsageError
 
-COMMAND_MODULES: tuple[str, ...] = (
-    "streamproc.cli.broker_cmd",
-)
+COMMAND_MODULES: tuple[str, ...] = ("streamproc.cli.broker_cmd",)
 
 
 def build_parser() -> argparse.ArgumentParser:
