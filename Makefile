@@ -1,0 +1,56 @@
+# streamproc — every README command is a target here. `make help` lists them.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help system-deps setup test test-unit test-integration lint format typecheck ci broker-start broker-stop broker-status clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-18s %s\n", $$1, $$2}'
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[test]"
+	@touch $@
+
+system-deps: ## Install the Debian packages the broker needs (Java 17, Maven) if missing
+	bash scripts/install-system-deps.sh
+
+setup: system-deps $(BIN)/.installed ## Install system packages, create .venv, install streamproc[test]
+
+test: setup ## Set up, then run every test (unit + integration on a real Kafka broker)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-unit: setup ## Unit tests only (no broker)
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+test-integration: setup ## Integration tests only (real Kafka; started from the official jars if needed)
+	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
+
+lint: setup ## ruff lint and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup ## Apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+typecheck: setup ## mypy (disallow_untyped_defs) on streamproc/
+	$(BIN)/mypy
+
+ci: lint typecheck test ## What .ci/run does: lint, types, all tests
+
+broker-start: setup ## Start the local dev broker on 127.0.0.1:9092
+	$(BIN)/streamproc broker start
+
+broker-stop: setup ## Stop the local dev broker
+	$(BIN)/streamproc broker stop
+
+broker-status: setup ## Show the local dev broker's state and log path
+	$(BIN)/streamproc broker status
+
+clean: ## Remove the virtualenv and caches
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
