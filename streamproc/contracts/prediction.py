@@ -1,0 +1,453 @@
+"""Hot-path decoding of prediction-log records into columnar batches.
+
+Contract: ``schemas/prediction_log.schema.json``. Running jsonschema per record costs tens
+of microseconds; this module parses with orjson and checks the envelope with a few
+``type(x) is T`` tests per record, then builds one column per field with list
+comprehensions over the batch, so per-field Python work is paid once per batch and not
+once per record.
+
+Rules (documented in the schema too):
+
+* Required envelope: ``model`` (non-empty str), ``model_version`` (str), ``request_id``
+  (str), ``timestamp``, ``features`` (object), ``prediction`` (number, string, boolean or
+  ``{"label": ..., "score": number}``). Optional: ``latency_ms`` (number), ``fallback``
+  (bool), ``error`` (bool or str; a non-empty string counts as an error), ``segment``
+  (object of strings), ``features_as_of`` (timestamp). ``null`` in an optional field
+  means absent. A broken envelope rejects the record with a stable reason code.
+* Feature values are *not* type-checked here: a feature whose value is an object or
+  array is passed through in its column, and the profile counts it as invalid for that
+  feature. One bad feature never rejects a whole record.
+* Timestamps: an RFC 3339 string with a UTC offset (``Z`` allowed), or an epoch number.
+  Heuristic: a number above 1e11 is epoch *milliseconds* (1e11 s is the year 5138, 1e11 ms
+  is 1973), otherwise epoch seconds. Negative, non-finite or larger than 1e14 ms
+  (microsecond epochs) values are ``bad_timestamp``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final, NamedTuple
+
+import numpy as np
+import orjson
+
+# Stable reason codes (also the enum of ``streamproc.reason`` in the dead-letter schema).
+MALFORMED_JSON: Final = "malformed_json"
+NOT_AN_OBJECT: Final = "not_an_object"
+MISSING_FIELD: Final = "missing_field"
+BAD_TIMESTAMP: Final = "bad_timestamp"
+WRONG_TYPE: Final = "wrong_type"
+OVERSIZED: Final = "oversized"
+UNKNOWN_MODEL: Final = "unknown_model"
+REASON_CODES: Final = (
+    MALFORMED_JSON,
+    NOT_AN_OBJECT,
+    MISSING_FIELD,
+    BAD_TIMESTAMP,
+    WRONG_TYPE,
+    OVERSIZED,
+    UNKNOWN_MODEL,
+)
+
+DEFAULT_MAX_MESSAGE_BYTES: Final = 1 << 20
+MS_THRESHOLD: Final = 1e11
+"""Epoch numbers above this are milliseconds, at or below it seconds."""
+MAX_EPOCH_MS: Final = 1e14
+
+_NUMBER: Final = (int, float)
+_SCALAR: Final = (int, float, str, bool)
+_REQUIRED: Final = ("model", "model_version", "request_id", "timestamp", "features", "prediction")
+
+
+class Reject(NamedTuple):
+    """A record that cannot be used: position in the input, reason code, human detail."""
+
+    position: int
+    """Index of the record in the decoded input list."""
+    reason: str
+    detail: str
+
+
+@dataclass(slots=True)
+class PredictionBatch:
+    """Columns for the accepted records of one (model, model_version), in input order.
+
+    All columns have length ``n``. ``indices`` maps each row back to its position in the
+    input list (for offsets and dead-lettering downstream).
+    """
+
+    model: str
+    model_version: str
+    indices: np.ndarray
+    """int64 positions of the rows in the decoded input list."""
+    timestamps: np.ndarray
+    """float64 event time, epoch seconds."""
+    features: dict[str, list[Any]]
+    """Feature name → values; ``None`` for null *or* absent (see ``missing``)."""
+    missing: dict[str, int]
+    """Feature name → number of rows whose record lacked the key (a subset of the Nones)."""
+    prediction_score: np.ndarray
+    """float64 numeric prediction or ``score``; NaN when the prediction has none."""
+    prediction_label: list[Any]
+    """Label (str, bool or number from ``{"label": ...}``, or a str/bool prediction); None
+    for a plain numeric prediction."""
+    latency_ms: np.ndarray
+    """float64, NaN when absent."""
+    fallback: np.ndarray
+    """bool."""
+    error: np.ndarray
+    """bool: ``error`` is true or a non-empty string."""
+    features_as_of: np.ndarray
+    """float64 epoch seconds, NaN when absent."""
+    segments: list[dict[str, str] | None]
+    request_ids: list[str] | None = None
+    """Only when decoding with ``keep_request_ids=True``."""
+
+    @property
+    def n(self) -> int:
+        """Number of rows."""
+        return len(self.indices)
+
+
+@dataclass(slots=True)
+class DecodeResult:
+    """Output of :func:`decode_predictions`."""
+
+    batches: dict[tuple[str, str], PredictionBatch]
+    rejects: list[Reject] = field(default_factory=list)
+
+    @property
+    def n_accepted(self) -> int:
+        return sum(b.n for b in self.batches.values())
+
+
+def parse_timestamp(value: object) -> float:
+    """Event time as float epoch seconds; raises ``ValueError`` when unusable.
+
+    Accepts an RFC 3339 string with UTC offset, or epoch seconds / milliseconds (numbers
+    above 1e11 are milliseconds).
+    """
+    tv = type(value)
+    if tv is float or tv is int:
+        ts = float(value)  # type: ignore[arg-type]
+        if not (0.0 <= ts <= MAX_EPOCH_MS):  # also rejects NaN
+            raise ValueError(f"epoch timestamp out of range: {value!r}")
+        return ts / 1000.0 if ts > MS_THRESHOLD else ts
+    if tv is str:
+        try:
+            parsed = datetime.fromisoformat(value)  # type: ignore[arg-type]
+        except ValueError:
+            raise ValueError(f"not an RFC 3339 timestamp: {value!r:.64}") from None
+        if parsed.tzinfo is None:
+            raise ValueError(f"timestamp has no UTC offset: {value!r:.64}")
+        return parsed.timestamp()
+    raise ValueError(f"timestamp must be a string or number, got {tv.__name__}")
+
+
+def _record_error(obj: dict[str, Any]) -> tuple[str, str] | None:
+    """Slow path: why a decoded object breaks the envelope, or None if it is fine.
+
+    Used to explain a record that failed a fast check; the fast checks (per record in
+    the decode loop, per column in ``_finalize``) accept exactly what this accepts.
+    """
+    for name in _REQUIRED:
+        if name not in obj:
+            return MISSING_FIELD, f"missing required field {name!r}"
+    for name in ("model", "model_version", "request_id"):
+        if type(obj[name]) is not str:
+            return WRONG_TYPE, f"{name} must be a string, got {type(obj[name]).__name__}"
+    if not obj["model"]:
+        return WRONG_TYPE, "model must be a non-empty string"
+    if type(obj["features"]) is not dict:
+        return WRONG_TYPE, f"features must be an object, got {type(obj['features']).__name__}"
+    pred = obj["prediction"]
+    if type(pred) is dict:
+        if type(pred.get("label")) not in _SCALAR:
+            return WRONG_TYPE, "prediction object needs a string, number or boolean 'label'"
+        if type(pred.get("score")) not in _OPT_NUMBER:
+            return WRONG_TYPE, "prediction.score must be a number"
+    elif type(pred) not in _SCALAR:
+        kind = type(pred).__name__
+        return WRONG_TYPE, f"prediction must be a number, string, boolean or object, got {kind}"
+    latency = obj.get("latency_ms")
+    if type(latency) not in _OPT_NUMBER or (latency is not None and latency < 0):
+        return WRONG_TYPE, "latency_ms must be a non-negative number"
+    if type(obj.get("fallback")) not in _OPT_BOOL:
+        return WRONG_TYPE, "fallback must be a boolean"
+    if type(obj.get("error")) not in _OPT_ERROR:
+        return WRONG_TYPE, "error must be a boolean or a string"
+    segment = obj.get("segment")
+    if segment is not None and (
+        type(segment) is not dict or any(type(v) is not str for v in segment.values())
+    ):
+        return WRONG_TYPE, "segment must be an object of strings"
+    asof = obj.get("features_as_of")
+    if asof is not None:
+        try:
+            parse_timestamp(asof)
+        except ValueError as exc:
+            return BAD_TIMESTAMP, f"features_as_of: {exc}"
+    return None
+
+
+_NONE = type(None)
+_OPT_NUMBER: Final = frozenset({int, float, _NONE})
+_OPT_BOOL: Final = frozenset({bool, _NONE})
+_OPT_ERROR: Final = frozenset({bool, str, _NONE})
+_SCALAR_SET: Final = frozenset(_SCALAR)
+
+
+def decode_predictions(
+    values: Sequence[bytes | bytearray | memoryview | None],
+    *,
+    known_models: Callable[[str], bool] | frozenset[str] | set[str] | None = None,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    keep_request_ids: bool = False,
+) -> DecodeResult:
+    """Decode raw Kafka values into per-(model, version) columnar batches plus rejects.
+
+    ``known_models``: a set of model names, or a predicate on the model name (the hook
+    for "unknown model" policy); records of other models are rejected as
+    ``unknown_model``. ``None`` accepts every model. Never raises on bad input: every
+    record ends up either in exactly one batch row or in ``rejects`` (sorted by position).
+    """
+    loads = orjson.loads
+    decode_error = orjson.JSONDecodeError
+    fromiso = datetime.fromisoformat
+    if known_models is None or callable(known_models):
+        is_known = known_models
+    else:
+        is_known = known_models.__contains__
+    # per key: (positions, timestamps, objects), appended in input order
+    groups: dict[tuple[str, str], tuple[list[int], list[float], list[dict[str, Any]]]] = {}
+    unknown_keys: set[tuple[str, str]] = set()
+    rejects: list[Reject] = []
+    reject = rejects.append
+    str_t, dict_t, float_t, int_t = str, dict, float, int
+
+    for i, raw in enumerate(values):
+        if raw is None:
+            reject(Reject(i, MALFORMED_JSON, "empty value (tombstone)"))
+            continue
+        if len(raw) > max_message_bytes:
+            reject(Reject(i, OVERSIZED, f"{len(raw)} bytes > limit {max_message_bytes}"))
+            continue
+        try:
+            obj = loads(raw)
+        except decode_error as exc:
+            reject(Reject(i, MALFORMED_JSON, str(exc)[:200]))
+            continue
+        if type(obj) is not dict_t:
+            reject(Reject(i, NOT_AN_OBJECT, f"JSON {type(obj).__name__}, expected an object"))
+            continue
+        try:
+            model = obj["model"]
+            version = obj["model_version"]
+            ts = obj["timestamp"]
+            if (
+                type(model) is not str_t
+                or type(version) is not str_t
+                or type(obj["request_id"]) is not str_t
+                or type(obj["features"]) is not dict_t
+                or "prediction" not in obj
+                or not model
+            ):
+                raise KeyError
+        except KeyError:
+            reject(Reject(i, *(_record_error(obj) or (WRONG_TYPE, "invalid envelope"))))
+            continue
+        tt = type(ts)  # parse_timestamp, inlined for the common cases
+        if tt is float_t or tt is int_t:
+            if not (0.0 <= ts <= MAX_EPOCH_MS):
+                reject(Reject(i, BAD_TIMESTAMP, f"epoch timestamp out of range: {ts!r}"))
+                continue
+            t = ts / 1000.0 if ts > MS_THRESHOLD else float(ts)
+        elif tt is str_t:
+            try:
+                parsed = fromiso(ts)
+            except ValueError:
+                reject(Reject(i, BAD_TIMESTAMP, f"not an RFC 3339 timestamp: {ts!r:.64}"))
+                continue
+            if parsed.tzinfo is None:
+                reject(Reject(i, BAD_TIMESTAMP, f"timestamp has no UTC offset: {ts!r:.64}"))
+                continue
+            t = parsed.timestamp()
+        else:
+            reject(Reject(i, BAD_TIMESTAMP, f"timestamp must be a string or number: {ts!r:.64}"))
+            continue
+        key = (model, version)
+        group = groups.get(key)
+        if group is None:
+            if key in unknown_keys or (is_known is not None and not is_known(model)):
+                unknown_keys.add(key)
+                reject(Reject(i, UNKNOWN_MODEL, f"unknown model {model!r}"))
+                continue
+            group = groups[key] = ([], [], [])
+        group[0].append(i)
+        group[1].append(t)
+        group[2].append(obj)
+
+    batches: dict[tuple[str, str], PredictionBatch] = {}
+    n_rejects = len(rejects)
+    for key, (idx, ts_list, objs) in groups.items():
+        batch = _finalize(key, idx, ts_list, objs, keep_request_ids, rejects)
+        if batch is not None:
+            batches[key] = batch
+    if len(rejects) > n_rejects:
+        rejects.sort(key=_position)
+    return DecodeResult(batches, rejects)
+
+
+def _position(r: Reject) -> int:
+    return r.position
+
+
+def _finalize(
+    key: tuple[str, str],
+    idx: list[int],
+    ts: list[float],
+    objs: list[dict[str, Any]],
+    keep_request_ids: bool,
+    rejects: list[Reject],
+) -> PredictionBatch | None:
+    """Check the remaining envelope fields column-wise, then build the columns.
+
+    Type checks run as ``set(map(type, column))`` (C speed). Only if a column holds a bad
+    value are the records checked one by one; bad ones become rejects and the rest are
+    finalized again.
+    """
+    n = len(objs)
+    preds = [o["prediction"] for o in objs]
+    ptypes = set(map(type, preds))
+    labels: list[Any]
+    scores: list[Any]
+    ok = True
+    if ptypes <= _NUMBER_SET:
+        scores, labels = preds, [None] * n
+    elif ptypes == _DICT_SET:
+        labels = [p.get("label") for p in preds]
+        scores = [p.get("score") for p in preds]
+        ok = set(map(type, labels)) <= _SCALAR_SET and set(map(type, scores)) <= _OPT_NUMBER
+    elif ptypes <= _PRED_TYPES:
+        labels, scores = [], []
+        for p in preds:
+            tp = type(p)
+            if tp is dict:
+                label = p.get("label")
+                ok = ok and type(label) in _SCALAR_SET
+                labels.append(label)
+                scores.append(p.get("score"))
+            elif tp is float or tp is int:
+                labels.append(None)
+                scores.append(p)
+            else:
+                labels.append(p)
+                scores.append(None)
+        ok = set(map(type, labels)) <= _OPT_SCALAR and set(map(type, scores)) <= _OPT_NUMBER
+    else:
+        ok = False
+    latency = [o.get("latency_ms") for o in objs]
+    fallback = [o.get("fallback") for o in objs]
+    error = [o.get("error") for o in objs]
+    segments = [o.get("segment") for o in objs]
+    asof_raw = [o.get("features_as_of") for o in objs]
+    ok = (
+        ok
+        and set(map(type, latency)) <= _OPT_NUMBER
+        and set(map(type, fallback)) <= _OPT_BOOL
+        and set(map(type, error)) <= _OPT_ERROR
+    )
+    seg_types = set(map(type, segments))
+    if ok and seg_types != _NONE_SET:
+        ok = seg_types <= _OPT_DICT and all(
+            type(v) is str for s in segments if s is not None for v in s.values()
+        )
+    latency_arr = np.array(latency, dtype=np.float64) if ok else np.empty(0)
+    if ok and n and np.nanmin(latency_arr, initial=0.0) < 0:
+        ok = False
+    asof: np.ndarray | None = None
+    if ok:
+        if set(map(type, asof_raw)) == _NONE_SET:
+            asof = np.full(n, np.nan)
+        else:
+            try:
+                asof = np.array(
+                    [np.nan if a is None else parse_timestamp(a) for a in asof_raw],
+                    dtype=np.float64,
+                )
+            except ValueError:
+                ok = False
+    if not ok:
+        return _refinalize(key, idx, ts, objs, keep_request_ids, rejects)
+    assert asof is not None
+
+    feats = [o["features"] for o in objs]
+    first = feats[0].keys()
+    if all(f.keys() == first for f in feats):  # the common case: one feature set
+        features = {name: [f[name] for f in feats] for name in first}
+        missing = dict.fromkeys(first, 0)
+    else:
+        names: dict[str, Any] = {}  # union of names in first-seen order; values unused
+        for f in feats:
+            names.update(f)
+        features = {name: [f.get(name) for f in feats] for name in names}
+        missing = {name: sum(1 for f in feats if name not in f) for name in names}
+
+    return PredictionBatch(
+        model=key[0],
+        model_version=key[1],
+        indices=np.array(idx, dtype=np.int64),
+        timestamps=np.array(ts, dtype=np.float64),
+        features=features,
+        missing=missing,
+        prediction_score=np.array(scores, dtype=np.float64),  # None -> NaN
+        prediction_label=labels,
+        latency_ms=latency_arr,
+        fallback=np.array([f is True for f in fallback], dtype=np.bool_),
+        error=np.array([bool(e) for e in error], dtype=np.bool_),
+        features_as_of=asof,
+        segments=segments,
+        request_ids=[o["request_id"] for o in objs] if keep_request_ids else None,
+    )
+
+
+def _refinalize(
+    key: tuple[str, str],
+    idx: list[int],
+    ts: list[float],
+    objs: list[dict[str, Any]],
+    keep_request_ids: bool,
+    rejects: list[Reject],
+) -> PredictionBatch | None:
+    """Slow path: reject the records that break the envelope, finalize the rest."""
+    keep: list[int] = []
+    for j, obj in enumerate(objs):
+        problem = _record_error(obj)
+        if problem is None:
+            keep.append(j)
+        else:
+            rejects.append(Reject(idx[j], *problem))
+    if not keep:
+        return None
+    if len(keep) == len(objs):  # pragma: no cover - a bug: fast and slow checks disagree
+        for j in keep:
+            rejects.append(Reject(idx[j], WRONG_TYPE, "invalid envelope (internal check)"))
+        return None
+    return _finalize(
+        key,
+        [idx[j] for j in keep],
+        [ts[j] for j in keep],
+        [objs[j] for j in keep],
+        keep_request_ids,
+        rejects,
+    )
+
+
+_NUMBER_SET: Final = frozenset({int, float})
+_DICT_SET: Final = frozenset({dict})
+_NONE_SET: Final = frozenset({_NONE})
+_OPT_DICT: Final = frozenset({dict, _NONE})
+_OPT_SCALAR: Final = frozenset({int, float, str, bool, _NONE})
+_PRED_TYPES: Final = frozenset({int, float, str, bool, dict})

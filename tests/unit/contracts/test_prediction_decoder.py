@@ -1,0 +1,304 @@
+"""The hot-path prediction decoder: columns, reason codes, and no exceptions on any input."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streamproc.contracts import SchemaError, load_schema, validate
+from streamproc.contracts.prediction import (
+    BAD_TIMESTAMP,
+    MALFORMED_JSON,
+    MISSING_FIELD,
+    NOT_AN_OBJECT,
+    OVERSIZED,
+    REASON_CODES,
+    UNKNOWN_MODEL,
+    WRONG_TYPE,
+    decode_predictions,
+    parse_timestamp,
+)
+
+T0 = 1714557603.25  # 2024-05-01T10:00:03.250Z
+
+
+def record(**overrides: Any) -> dict[str, Any]:
+    rec: dict[str, Any] = {
+        "model": "fraud",
+        "model_version": "17",
+        "request_id": "r-1",
+        "timestamp": "2024-05-01T10:00:03.250Z",
+        "features": {"car_value": 23100.5, "country": "DE", "new": False, "age": None},
+        "prediction": {"label": "legit", "score": 0.07},
+    }
+    rec.update(overrides)
+    return {k: v for k, v in rec.items() if v is not _DROP}
+
+
+_DROP = object()
+
+
+def enc(*records: dict[str, Any]) -> list[bytes]:
+    return [orjson.dumps(r) for r in records]
+
+
+def test_reason_codes_match_deadletter_schema() -> None:
+    enum = load_schema("deadletter")["properties"]["streamproc.reason"]["enum"]
+    assert tuple(enum) == REASON_CODES
+
+
+def test_schema_examples_decode_without_rejects() -> None:
+    examples = load_schema("prediction_log")["examples"]
+    result = decode_predictions(enc(*examples))
+    assert result.rejects == []
+    assert result.n_accepted == len(examples)
+    assert set(result.batches) == {("fraud", "17"), ("eta", "2024-04-30"), ("churn", "3")}
+
+
+def test_columns_of_one_group() -> None:
+    recs = [
+        record(request_id="a", latency_ms=12.5, fallback=True, segment={"ch": "web"}),
+        record(
+            request_id="b",
+            timestamp=1714557603250,
+            features={"car_value": 1.0, "country": "FR", "new": True, "age": 41},
+            prediction={"label": "fraud"},
+            error="timeout",
+            features_as_of="2024-05-01T09:00:03.250Z",
+        ),
+        record(request_id="c", timestamp=T0, error=False),
+    ]
+    result = decode_predictions(enc(*recs), keep_request_ids=True)
+    assert result.rejects == []
+    b = result.batches["fraud", "17"]
+    assert b.n == 3
+    np.testing.assert_array_equal(b.indices, [0, 1, 2])
+    np.testing.assert_allclose(b.timestamps, [T0, T0, T0])
+    assert b.features["car_value"] == [23100.5, 1.0, 23100.5]
+    assert b.features["country"] == ["DE", "FR", "DE"]
+    assert b.features["age"] == [None, 41, None]
+    assert b.missing == {"car_value": 0, "country": 0, "new": 0, "age": 0}
+    assert b.prediction_label == ["legit", "fraud", "legit"]
+    np.testing.assert_array_equal(b.prediction_score, [0.07, np.nan, 0.07])
+    np.testing.assert_array_equal(b.latency_ms, [12.5, np.nan, np.nan])
+    assert b.fallback.tolist() == [True, False, False]
+    assert b.error.tolist() == [False, True, False]
+    np.testing.assert_array_equal(b.features_as_of, [np.nan, T0 - 3600, np.nan])
+    assert b.segments == [{"ch": "web"}, None, None]
+    assert b.request_ids == ["a", "b", "c"]
+
+
+def test_request_ids_dropped_by_default() -> None:
+    assert decode_predictions(enc(record())).batches["fraud", "17"].request_ids is None
+
+
+def test_plain_and_mixed_predictions() -> None:
+    numeric = decode_predictions(enc(record(prediction=3), record(prediction=1.5)))
+    b = numeric.batches["fraud", "17"]
+    np.testing.assert_array_equal(b.prediction_score, [3.0, 1.5])
+    assert b.prediction_label == [None, None]
+    mixed = decode_predictions(
+        enc(record(prediction=True), record(prediction=2.0), record(prediction={"label": 1}))
+    )
+    b = mixed.batches["fraud", "17"]
+    assert b.prediction_label == [True, None, 1]
+    np.testing.assert_array_equal(b.prediction_score, [np.nan, 2.0, np.nan])
+
+
+def test_groups_by_model_and_version_and_keeps_positions() -> None:
+    recs = [record(), record(model_version="18"), record(model="eta"), record()]
+    result = decode_predictions(enc(*recs))
+    assert {k: b.indices.tolist() for k, b in result.batches.items()} == {
+        ("fraud", "17"): [0, 3],
+        ("fraud", "18"): [1],
+        ("eta", "17"): [2],
+    }
+
+
+def test_missing_features_are_none_and_counted() -> None:
+    recs = [record(features={"a": 1.0}), record(features={"b": "x"}), record(features={})]
+    b = decode_predictions(enc(*recs)).batches["fraud", "17"]
+    assert b.features == {"a": [1.0, None, None], "b": [None, "x", None]}
+    assert b.missing == {"a": 2, "b": 2}
+
+
+def test_wrongly_typed_feature_value_passes_through() -> None:
+    recs = [record(features={"a": {"nested": 1}, "b": [1, 2], "c": 3})]
+    result = decode_predictions(enc(*recs))
+    assert result.rejects == []
+    b = result.batches["fraud", "17"]
+    assert b.features == {"a": [{"nested": 1}], "b": [[1, 2]], "c": [3]}
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason", "detail"),
+    [
+        (b"{not json", MALFORMED_JSON, ""),
+        (b"", MALFORMED_JSON, ""),
+        (None, MALFORMED_JSON, "tombstone"),
+        (b"\xff\xfe", MALFORMED_JSON, ""),
+        (b"[1, 2]", NOT_AN_OBJECT, "list"),
+        (b'"text"', NOT_AN_OBJECT, "str"),
+        (orjson.dumps(record(timestamp=_DROP)), MISSING_FIELD, "timestamp"),
+        (orjson.dumps(record(model=_DROP)), MISSING_FIELD, "model"),
+        (orjson.dumps(record(features=_DROP)), MISSING_FIELD, "features"),
+        (orjson.dumps(record(prediction=_DROP)), MISSING_FIELD, "prediction"),
+        (orjson.dumps(record(request_id=_DROP)), MISSING_FIELD, "request_id"),
+        (orjson.dumps(record(timestamp="yesterday")), BAD_TIMESTAMP, "RFC 3339"),
+        (orjson.dumps(record(timestamp="2024-05-01T10:00:00")), BAD_TIMESTAMP, "UTC offset"),
+        (orjson.dumps(record(timestamp=-5)), BAD_TIMESTAMP, "range"),
+        (orjson.dumps(record(timestamp=1714557603250000)), BAD_TIMESTAMP, "range"),
+        (orjson.dumps(record(timestamp=None)), BAD_TIMESTAMP, ""),
+        (orjson.dumps(record(timestamp=True)), BAD_TIMESTAMP, ""),
+        (orjson.dumps(record(features_as_of="soon")), BAD_TIMESTAMP, "features_as_of"),
+        (orjson.dumps(record(model=3)), WRONG_TYPE, "model"),
+        (orjson.dumps(record(model="")), WRONG_TYPE, "model"),
+        (orjson.dumps(record(model_version=17)), WRONG_TYPE, "model_version"),
+        (orjson.dumps(record(request_id=None)), WRONG_TYPE, "request_id"),
+        (orjson.dumps(record(features=[1.0])), WRONG_TYPE, "features"),
+        (orjson.dumps(record(prediction=None)), WRONG_TYPE, "prediction"),
+        (orjson.dumps(record(prediction=[0.1, 0.9])), WRONG_TYPE, "prediction"),
+        (orjson.dumps(record(prediction={"score": 0.3})), WRONG_TYPE, "label"),
+        (orjson.dumps(record(prediction={"label": "a", "score": "x"})), WRONG_TYPE, "score"),
+        (orjson.dumps(record(latency_ms="fast")), WRONG_TYPE, "latency_ms"),
+        (orjson.dumps(record(latency_ms=-1)), WRONG_TYPE, "latency_ms"),
+        (orjson.dumps(record(fallback="no")), WRONG_TYPE, "fallback"),
+        (orjson.dumps(record(error=1)), WRONG_TYPE, "error"),
+        (orjson.dumps(record(segment={"ch": 1})), WRONG_TYPE, "segment"),
+        (orjson.dumps(record(segment="web")), WRONG_TYPE, "segment"),
+    ],
+)
+def test_reject_reason_codes(raw: bytes | None, reason: str, detail: str) -> None:
+    # a good record on each side: the bad one must not take its neighbours with it
+    good = orjson.dumps(record())
+    result = decode_predictions([good, raw, good])
+    assert [(r.position, r.reason) for r in result.rejects] == [(1, reason)]
+    assert detail in result.rejects[0].detail
+    assert result.batches["fraud", "17"].indices.tolist() == [0, 2]
+
+
+def test_oversized() -> None:
+    raw = orjson.dumps(record(features={f"f{i}": i for i in range(200)}))
+    result = decode_predictions([raw], max_message_bytes=1000)
+    assert [(r.position, r.reason) for r in result.rejects] == [(0, OVERSIZED)]
+    assert str(len(raw)) in result.rejects[0].detail
+
+
+@pytest.mark.parametrize("known", [{"fraud"}, frozenset({"fraud"}), lambda m: m == "fraud"])
+def test_unknown_model_hook(known: Any) -> None:
+    recs = [record(), record(model="eta"), record(model="eta"), record()]
+    result = decode_predictions(enc(*recs), known_models=known)
+    assert [(r.position, r.reason) for r in result.rejects] == [
+        (1, UNKNOWN_MODEL),
+        (2, UNKNOWN_MODEL),
+    ]
+    assert result.batches["fraud", "17"].indices.tolist() == [0, 3]
+
+
+def test_a_group_with_only_bad_optionals_disappears() -> None:
+    result = decode_predictions(enc(record(model="eta", fallback=1), record()))
+    assert set(result.batches) == {("fraud", "17")}
+    assert [(r.position, r.reason) for r in result.rejects] == [(0, WRONG_TYPE)]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2024-05-01T10:00:03.250Z", T0),
+        ("2024-05-01T12:00:03.250+02:00", T0),
+        (1714557603.25, T0),
+        (1714557603, 1714557603.0),
+        (1714557603250, T0),
+        (1e11, 1e11),  # the boundary is still seconds
+        (100000000001, 100000000.001),  # just above: milliseconds
+        (0, 0.0),
+    ],
+)
+def test_parse_timestamp(value: object, expected: float) -> None:
+    assert math.isclose(parse_timestamp(value), expected, rel_tol=0, abs_tol=1e-6)
+
+
+@pytest.mark.parametrize("value", ["", "soon", "2024-05-01", -1, 2e14, None, True, [1]])
+def test_parse_timestamp_rejects(value: object) -> None:
+    with pytest.raises(ValueError):
+        parse_timestamp(value)
+
+
+def test_decoder_and_parse_timestamp_agree_on_epochs() -> None:
+    values = [0, 1, 1e11, 1e11 + 1, 1714557603250, 1714557603.5]
+    b = decode_predictions(enc(*(record(timestamp=v) for v in values))).batches["fraud", "17"]
+    assert b.timestamps.tolist() == [parse_timestamp(v) for v in values]
+
+
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20)
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+field_names = st.sampled_from(
+    [
+        "model",
+        "model_version",
+        "request_id",
+        "timestamp",
+        "features",
+        "prediction",
+        "latency_ms",
+        "fallback",
+        "error",
+        "segment",
+        "features_as_of",
+        "other",
+    ]
+)
+envelopes = st.dictionaries(field_names, json_values, max_size=12)
+
+
+def _check_accounting(values: list[bytes], result: Any) -> None:
+    positions = [r.position for r in result.rejects]
+    for b in result.batches.values():
+        positions.extend(b.indices.tolist())
+        assert len(b.timestamps) == b.n == len(b.prediction_label) == len(b.latency_ms)
+        assert all(len(col) == b.n for col in b.features.values())
+    assert sorted(positions) == list(range(len(values)))
+    assert all(r.reason in REASON_CODES for r in result.rejects)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(max_size=200), max_size=8))
+def test_arbitrary_bytes_never_raise(values: list[bytes]) -> None:
+    result = decode_predictions(values, max_message_bytes=150)
+    _check_accounting(values, result)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(envelopes, max_size=6), st.booleans())
+def test_arbitrary_json_objects_never_raise(docs: list[dict[str, Any]], base: bool) -> None:
+    # start from a valid record half the time so many cases get past the first checks
+    values = [orjson.dumps({**record(), **d} if base else d) for d in docs]
+    result = decode_predictions(values)
+    _check_accounting(values, result)
+    # the decoder is at most as strict as the contract: schema-valid records are accepted
+    rejected = {r.position for r in result.rejects}
+    for i, doc in enumerate(docs):
+        full = {**record(), **doc} if base else doc
+        try:
+            validate("prediction_log", full)
+        except SchemaError:
+            continue
+        assert i not in rejected, (full, result.rejects)
