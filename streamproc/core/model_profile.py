@@ -1,0 +1,338 @@
+"""Model profile: every feature's profile plus predictions, latency and event times.
+
+A *reference* profile is built once from training (or a trusted period's) data with
+``REFERENCE_K`` sketches and records the learned schema; *window* profiles are built
+by the streaming path from small deltas with ``WINDOW_K`` sketches and merged.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from streamproc.core import codec
+from streamproc.core.categories import DEFAULT_MAX_CATEGORIES
+from streamproc.core.errors import ProfileFormatError
+from streamproc.core.feature_profile import REFERENCE_K, WINDOW_K, FeatureProfile
+from streamproc.core.kinds import FeatureKind, infer_kind
+
+Column = Any  # np.ndarray | pa.Array | pa.ChunkedArray | Sequence
+_SPECIAL = ("prediction", "predicted_label", "latency_ms")
+
+
+@dataclass(frozen=True)
+class FeatureSchema:
+    """What the reference learned about one feature from training data."""
+
+    kind: FeatureKind
+    categories: tuple[str, ...] = ()  # observed categories (up to the cap), by frequency
+    min: float | None = None
+    max: float | None = None
+    null_rate: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind.value,
+            "categories": list(self.categories),
+            "min": self.min,
+            "max": self.max,
+            "null_rate": self.null_rate,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> FeatureSchema:
+        return cls(
+            FeatureKind(d["kind"]),
+            tuple(d.get("categories", ())),
+            d.get("min"),
+            d.get("max"),
+            float(d.get("null_rate", 0.0)),
+        )
+
+
+def _column_len(col: Column) -> int:
+    return len(col)
+
+
+def _time_range(values: Column) -> tuple[float, float] | None:
+    if isinstance(values, pa.ChunkedArray | pa.Array):
+        if pa.types.is_timestamp(values.type):
+            values = values.cast(pa.timestamp("us")).cast(pa.int64())
+            values = pc.divide(values.cast(pa.float64()), 1e6)
+        values = pc.drop_null(values).to_numpy(zero_copy_only=False)
+    x = np.asarray(values, dtype=np.float64)
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        return None
+    return float(x.min()), float(x.max())
+
+
+@dataclass(eq=False)
+class ModelProfile:
+    """Profiles of one model's inputs and outputs over a set of rows."""
+
+    model: str
+    model_version: str
+    features: dict[str, FeatureProfile]
+    prediction: FeatureProfile | None = None
+    predicted_label: FeatureProfile | None = None
+    latency_ms: FeatureProfile | None = None
+    event_time_min: float | None = None  # epoch seconds
+    event_time_max: float | None = None
+    row_count: int = 0
+    metadata: dict[str, Any] = field(default_factory=dict)
+    schema: dict[str, FeatureSchema] = field(default_factory=dict)
+    k: int = WINDOW_K
+    max_categories: int = DEFAULT_MAX_CATEGORIES
+    label_kind: FeatureKind = FeatureKind.CATEGORICAL
+
+    @classmethod
+    def new(
+        cls,
+        model: str,
+        model_version: str,
+        feature_kinds: Mapping[str, FeatureKind],
+        *,
+        k: int = WINDOW_K,
+        max_categories: int = DEFAULT_MAX_CATEGORIES,
+        label_kind: FeatureKind = FeatureKind.CATEGORICAL,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> ModelProfile:
+        """An empty profile with one FeatureProfile per declared feature.
+
+        The prediction (numeric score), predicted label (``label_kind``) and latency
+        profiles are created on the first batch that carries them.
+        """
+        meta = {"created_at": time.time(), **(metadata or {})}
+        feats = {
+            name: FeatureProfile.new(FeatureKind(kind), k=k, max_categories=max_categories)
+            for name, kind in feature_kinds.items()
+        }
+        return cls(
+            model,
+            model_version,
+            feats,
+            metadata=meta,
+            k=k,
+            max_categories=max_categories,
+            label_kind=FeatureKind(label_kind),
+        )
+
+    @classmethod
+    def build_reference(
+        cls,
+        model: str,
+        model_version: str,
+        columns: Mapping[str, Column],
+        *,
+        feature_kinds: Mapping[str, FeatureKind] | None = None,
+        predictions: Column | None = None,
+        predicted_labels: Column | None = None,
+        latency_ms: Column | None = None,
+        event_times: Column | None = None,
+        source: str = "",
+        k: int = REFERENCE_K,
+        max_categories: int = DEFAULT_MAX_CATEGORIES,
+    ) -> ModelProfile:
+        """Reference profile from training data: kinds inferred (``feature_kinds``
+        overrides), ``REFERENCE_K`` sketches, schema learned."""
+        overrides = dict(feature_kinds or {})
+        kinds = {n: overrides.get(n) or infer_kind(c) for n, c in columns.items()}
+        label_kind = (
+            infer_kind(predicted_labels)
+            if predicted_labels is not None
+            else FeatureKind.CATEGORICAL
+        )
+        if label_kind is FeatureKind.NUMERIC:
+            label_kind = FeatureKind.CATEGORICAL  # integer class ids are labels
+        prof = cls.new(
+            model,
+            model_version,
+            kinds,
+            k=k,
+            max_categories=max_categories,
+            label_kind=label_kind,
+            metadata={"source": source, "role": "reference"},
+        )
+        prof.update_columns(
+            columns,
+            predictions=predictions,
+            predicted_labels=predicted_labels,
+            latency_ms=latency_ms,
+            event_times=event_times,
+        )
+        prof.learn_schema()
+        return prof
+
+    # ------------------------------------------------------------------------ updates
+
+    def _special(self, name: str, kind: FeatureKind) -> FeatureProfile:
+        prof: FeatureProfile | None = getattr(self, name)
+        if prof is None:
+            prof = FeatureProfile.new(kind, k=self.k, max_categories=self.max_categories)
+            setattr(self, name, prof)
+        return prof
+
+    def update_columns(
+        self,
+        columns: Mapping[str, Column],
+        *,
+        predictions: Column | None = None,
+        predicted_labels: Column | None = None,
+        latency_ms: Column | None = None,
+        event_times: Column | None = None,
+    ) -> None:
+        """Add one batch of rows given as equal-length columns.
+
+        Declared features absent from ``columns`` count as null for the whole batch;
+        undeclared columns are ignored. Values that do not match a feature's declared
+        kind count as type-invalid (see :mod:`streamproc.core.columns`).
+        """
+        extra = (predictions, predicted_labels, latency_ms, event_times)
+        given = [c for c in extra if c is not None]
+        lengths = {_column_len(c) for c in (*columns.values(), *given)}
+        if len(lengths) > 1:
+            raise ValueError(f"columns of one batch differ in length: {sorted(lengths)}")
+        if not lengths:
+            return
+        n = lengths.pop()
+        for name, prof in self.features.items():
+            col = columns.get(name)
+            if col is None:
+                prof.add_nulls(n)
+            else:
+                prof.update(col)
+        if predictions is not None:
+            self._special("prediction", FeatureKind.NUMERIC).update(predictions)
+        if predicted_labels is not None:
+            self._special("predicted_label", self.label_kind).update(predicted_labels)
+        if latency_ms is not None:
+            self._special("latency_ms", FeatureKind.NUMERIC).update(latency_ms)
+        if event_times is not None:
+            rng = _time_range(event_times)
+            if rng is not None:
+                lo, hi = rng
+                old_lo, old_hi = self.event_time_min, self.event_time_max
+                self.event_time_min = lo if old_lo is None else min(old_lo, lo)
+                self.event_time_max = hi if old_hi is None else max(old_hi, hi)
+        self.row_count += n
+
+    def learn_schema(self) -> dict[str, FeatureSchema]:
+        """Fill (and return) ``schema`` from the features' current contents."""
+        schema = {}
+        for name, prof in self.features.items():
+            cats = tuple(c for c, _ in prof.top_categories(prof.max_categories))
+            schema[name] = FeatureSchema(prof.kind, cats, prof.min, prof.max, prof.null_rate)
+        self.schema = schema
+        return schema
+
+    # -------------------------------------------------------------------------- merge
+
+    def merge(self, other: ModelProfile) -> ModelProfile:
+        """Profile of both inputs' rows; neither input is modified.
+
+        Features present on one side only are copied. Metadata and schema come from
+        ``self`` (the left side), with keys only ``other`` has added.
+        """
+        if (self.model, self.model_version) != (other.model, other.model_version):
+            raise ValueError(
+                f"cannot merge profiles of {self.model}:{self.model_version} "
+                f"and {other.model}:{other.model_version}"
+            )
+        feats: dict[str, FeatureProfile] = {}
+        for name in {**self.features, **other.features}:
+            feats[name] = _merge_opt(self.features.get(name), other.features.get(name))  # type: ignore[assignment]
+        mins = [t for t in (self.event_time_min, other.event_time_min) if t is not None]
+        maxs = [t for t in (self.event_time_max, other.event_time_max) if t is not None]
+        return ModelProfile(
+            self.model,
+            self.model_version,
+            feats,
+            prediction=_merge_opt(self.prediction, other.prediction),
+            predicted_label=_merge_opt(self.predicted_label, other.predicted_label),
+            latency_ms=_merge_opt(self.latency_ms, other.latency_ms),
+            event_time_min=min(mins) if mins else None,
+            event_time_max=max(maxs) if maxs else None,
+            row_count=self.row_count + other.row_count,
+            metadata={**other.metadata, **self.metadata},
+            schema={**other.schema, **self.schema},
+            k=min(self.k, other.k),
+            max_categories=min(self.max_categories, other.max_categories),
+            label_kind=self.label_kind,
+        )
+
+    # -------------------------------------------------------------------- serialization
+
+    def to_bytes(self) -> bytes:
+        names = sorted(self.features)
+        parts: list[tuple[str, FeatureProfile | None]] = [(n, self.features[n]) for n in names]
+        parts += [(f"__{s}__", getattr(self, s)) for s in _SPECIAL]
+        blobs = [p.to_bytes() if p is not None else b"" for _, p in parts]
+        meta = {
+            "model": self.model,
+            "model_version": self.model_version,
+            "features": names,
+            "event_time_min": self.event_time_min,
+            "event_time_max": self.event_time_max,
+            "row_count": self.row_count,
+            "metadata": self.metadata,
+            "schema": {n: s.to_dict() for n, s in sorted(self.schema.items())},
+            "k": self.k,
+            "max_categories": self.max_categories,
+            "label_kind": self.label_kind.value,
+        }
+        return codec.pack(codec.MAGIC_MODEL, meta, blobs)
+
+    def serialized_size(self) -> int:
+        return len(self.to_bytes())
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> ModelProfile:
+        meta, blobs = codec.unpack(data, codec.MAGIC_MODEL, "model profile")
+        try:
+            names = list(meta["features"])
+            if len(blobs) != len(names) + len(_SPECIAL):
+                raise ValueError(f"{len(blobs)} blobs for {len(names)} features")
+            feats = {n: FeatureProfile.from_bytes(b) for n, b in zip(names, blobs, strict=False)}
+            special = [FeatureProfile.from_bytes(b) if b else None for b in blobs[len(names) :]]
+            return cls(
+                str(meta["model"]),
+                str(meta["model_version"]),
+                feats,
+                prediction=special[0],
+                predicted_label=special[1],
+                latency_ms=special[2],
+                event_time_min=meta["event_time_min"],
+                event_time_max=meta["event_time_max"],
+                row_count=int(meta["row_count"]),
+                metadata=dict(meta["metadata"]),
+                schema={n: FeatureSchema.from_dict(s) for n, s in meta["schema"].items()},
+                k=int(meta["k"]),
+                max_categories=int(meta["max_categories"]),
+                label_kind=FeatureKind(meta["label_kind"]),
+            )
+        except ProfileFormatError as exc:
+            raise ProfileFormatError(f"model profile: {exc}") from exc
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ProfileFormatError(f"model profile: corrupt content ({exc!r})") from exc
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ModelProfile):
+            return NotImplemented
+        return self.to_bytes() == other.to_bytes()
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _merge_opt(a: FeatureProfile | None, b: FeatureProfile | None) -> FeatureProfile | None:
+    if a is None:
+        return b.merge(FeatureProfile.new(b.kind, k=b.k)) if b is not None else None
+    if b is None:
+        return a.merge(FeatureProfile.new(a.kind, k=a.k))
+    return a.merge(b)
