@@ -15,7 +15,11 @@ from collections.abc import Sequence
 from streamproc import __version__
 from streamproc.cli.errors import UsageError
 
-COMMAND_MODULES: tuple[str, ...] = ("streamproc.cli.broker_cmd",)
+COMMAND_MODULES: tuple[str, ...] = (
+    "streamproc.cli.broker_cmd",
+    "streamproc.cli.reference_cmd",
+    "streamproc.cli.profile_cmd",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

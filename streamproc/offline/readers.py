@@ -203,6 +203,7 @@ class DataFile:
                 convert_options=pacsv.ConvertOptions(
                     include_columns=names,
                     column_types=dict(column_types),
+                    strings_can_be_null=True,
                 ),
             )
             for batch in reader:
@@ -213,7 +214,7 @@ class DataFile:
         self, names: list[str], schema: pa.Schema, column_types: Mapping[str, pa.DataType]
     ) -> Iterator[pa.RecordBatch]:
         fields = [
-            pa.field(name, column_types.get(name, schema.field(name).type))
+            pa.field(name, _json_type(schema.field(name).type, column_types.get(name)))
             for name in names
             if name in schema.names
         ]
@@ -233,6 +234,21 @@ class DataFile:
                     continue
                 table = pajson.read_json(io.BytesIO(block), read_options=read, parse_options=parse)
                 yield from table.select(names).to_batches()
+
+
+def _json_type(inferred: pa.DataType, wanted: pa.DataType | None) -> pa.DataType:
+    """The type to parse a JSON field as: ``wanted`` unless JSON cannot convert to it.
+
+    JSON numbers and booleans cannot be parsed as strings, so a numeric field declared
+    categorical keeps its inferred type (the profile turns integers into categories).
+    """
+    if wanted is None:
+        return inferred
+    if pa.types.is_string(wanted) and not (
+        pa.types.is_string(inferred) or pa.types.is_null(inferred)
+    ):
+        return inferred
+    return wanted
 
 
 class _LineBlocks:
