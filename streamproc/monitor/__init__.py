@@ -1,0 +1,1 @@
+"""The streaming monitor: window state, ingest, aggregation and evaluation."""

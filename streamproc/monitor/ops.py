@@ -1,0 +1,57 @@
+"""The operational side of a window: freshness lags, service health and schema events.
+
+Kept as a second :class:`~streamproc.core.model_profile.ModelProfile` next to the
+feature profile, so it merges, serializes and sketches exactly like features do.
+Its features (all reserved names):
+
+==========================  ===========  ====================================================
+name                        kind         values, one per accepted record (unless noted)
+==========================  ===========  ====================================================
+``pipeline_lag_s``          numeric      Kafka append time − event time, seconds
+``processing_lag_s``        numeric      ingest processing time − Kafka append time, seconds
+``data_lag_s``              numeric      event time − ``features_as_of``, seconds (null if absent)
+``fallback``                boolean      the record's ``fallback`` flag
+``error``                   boolean      ``error`` true or a non-empty string
+``missing_feature``         categorical  one value per (record, expected feature absent)
+``unexpected_feature``      categorical  one value per (record, feature not in the reference)
+==========================  ===========  ====================================================
+
+``missing_feature`` and ``unexpected_feature`` are event lists, not per-record columns:
+each batch adds one null per record plus one value per occurrence, so their
+``valid_count`` is the number of occurrences and ``top_categories`` counts per name;
+a name's count divided by the ops profile's ``row_count`` is the share of records
+affected.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from streamproc.core.kinds import FeatureKind
+from streamproc.core.model_profile import ModelProfile
+
+PIPELINE_LAG: Final = "pipeline_lag_s"
+PROCESSING_LAG: Final = "processing_lag_s"
+DATA_LAG: Final = "data_lag_s"
+FALLBACK: Final = "fallback"
+ERROR: Final = "error"
+MISSING_FEATURE: Final = "missing_feature"
+UNEXPECTED_FEATURE: Final = "unexpected_feature"
+
+OPS_FEATURES: Final[dict[str, FeatureKind]] = {
+    PIPELINE_LAG: FeatureKind.NUMERIC,
+    PROCESSING_LAG: FeatureKind.NUMERIC,
+    DATA_LAG: FeatureKind.NUMERIC,
+    FALLBACK: FeatureKind.BOOLEAN,
+    ERROR: FeatureKind.BOOLEAN,
+    MISSING_FEATURE: FeatureKind.CATEGORICAL,
+    UNEXPECTED_FEATURE: FeatureKind.CATEGORICAL,
+}
+
+#: Ops sketches need less precision than drift sketches: p95 of a lag within ~1%.
+OPS_K: Final = 200
+
+
+def new_ops_profile(model: str, model_version: str) -> ModelProfile:
+    """An empty ops profile for one model version."""
+    return ModelProfile.new(model, model_version, OPS_FEATURES, k=OPS_K, max_categories=1000)
