@@ -325,7 +325,13 @@ class ModelProfile:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ModelProfile):
             return NotImplemented
-        return self.to_bytes() == other.to_bytes()
+        plain: tuple[str, ...] = ("model", "model_version", "event_time_min", "event_time_max")
+        plain += ("row_count", "metadata", "schema", "k", "max_categories", "label_kind")
+        return (
+            all(getattr(self, a) == getattr(other, a) for a in plain)
+            and self.features == other.features
+            and all(getattr(self, s) == getattr(other, s) for s in _SPECIAL)
+        )
 
     __hash__ = None  # type: ignore[assignment]
 

@@ -1,0 +1,160 @@
+"""Drift statistics from sketches vs exact numpy/scipy results on the raw data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from streamproc.core.divergence import js_distance, psi
+from streamproc.core.drift import compare_features
+from streamproc.core.feature_profile import REFERENCE_K, WINDOW_K, FeatureProfile
+from streamproc.core.kinds import FeatureKind
+from streamproc.core.numeric_drift import reference_edges
+from streamproc.core.thresholds import DEFAULT_THRESHOLDS
+
+N = 1_000_000
+EPS = DEFAULT_THRESHOLDS.psi_smoothing
+
+
+def _reference(x: np.ndarray) -> FeatureProfile:
+    p = FeatureProfile.new(FeatureKind.NUMERIC, k=REFERENCE_K)
+    p.update(x)
+    return p
+
+
+def _window(x: np.ndarray, deltas: int = 100) -> FeatureProfile:
+    """A window profile merged from many small deltas, as the streaming path builds it."""
+    out = FeatureProfile.new(FeatureKind.NUMERIC, k=WINDOW_K)
+    for chunk in np.array_split(x, deltas):
+        d = FeatureProfile.new(FeatureKind.NUMERIC, k=WINDOW_K)
+        d.update(chunk)
+        out = out.merge(d)
+    return out
+
+
+def _exact_shares(x: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    s = np.sort(x)
+    idx = np.concatenate(([0], np.searchsorted(s, edges, side="left"), [s.size]))
+    return np.diff(idx) / s.size
+
+
+def _close(approx: float, exact: float) -> bool:
+    return abs(approx - exact) <= max(0.01, 0.03 * abs(exact))
+
+
+CASES = {
+    "normal_unshifted": lambda r: (r.normal(0, 1, N), r.normal(0, 1, N)),
+    "normal_shifted": lambda r: (r.normal(0, 1, N), r.normal(0.5, 1.2, N)),
+    "normal_far_shifted": lambda r: (r.normal(0, 1, N), r.normal(2, 1, N)),
+    "pareto": lambda r: (r.pareto(1.5, N), r.pareto(1.2, N)),
+    "cauchy": lambda r: (r.standard_cauchy(N), r.standard_cauchy(N) + 0.3),
+    "poisson": lambda r: (r.poisson(3, N).astype(float), r.poisson(3.5, N).astype(float)),
+    "constant_vs_shifted": lambda r: (np.full(N, 2.0), r.normal(2, 0.1, N)),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_numeric_statistics_match_exact(case: str) -> None:
+    rng = np.random.default_rng(sorted(CASES).index(case))
+    a, b = CASES[case](rng)
+    ref, cur = _reference(a), _window(b)
+    res = compare_features(ref, cur, name=case)
+    st = res.statistics
+
+    exact_ks = float(stats.ks_2samp(a, b).statistic)
+    assert st["ks"] is not None and abs(st["ks"] - exact_ks) <= 0.01
+    assert st["ks_error_bound"] is not None
+    assert abs(st["ks"] - exact_ks) <= st["ks_error_bound"]
+
+    edges = reference_edges(ref, DEFAULT_THRESHOLDS.psi_bins)
+    pa_, pb_ = _exact_shares(a, edges), _exact_shares(b, edges)
+    exact_psi, exact_js = psi(pa_, pb_, EPS), js_distance(pa_, pb_)
+    assert st["psi"] is not None and _close(st["psi"], exact_psi), (st["psi"], exact_psi)
+    assert st["js"] is not None and _close(st["js"], exact_js), (st["js"], exact_js)
+
+    assert st["mean_shift"] is None or np.isfinite(st["mean_shift"])
+    assert res.n_reference == N and res.n_current == N
+
+
+@pytest.mark.slow
+def test_wasserstein_close_to_scipy() -> None:
+    rng = np.random.default_rng(7)
+    a, b = rng.normal(0, 2, N), rng.normal(0.6, 2.5, N)
+    st = compare_features(_reference(a), _window(b), name="w").statistics
+    exact = stats.wasserstein_distance(a, b) / a.std()
+    assert st["wasserstein"] == pytest.approx(exact, rel=0.03)
+    assert st["mean_shift"] == pytest.approx((b.mean() - a.mean()) / a.std(), rel=1e-9)
+
+
+def test_out_of_range_share() -> None:
+    rng = np.random.default_rng(3)
+    a = rng.uniform(0, 1, 100_000)
+    b = rng.uniform(0.5, 1.5, 100_000)
+    st = compare_features(_reference(a), _window(b, 10), name="u").statistics
+    exact = float(np.mean((b < a.min()) | (b > a.max())))
+    assert st["out_of_range_share"] == pytest.approx(exact, abs=0.01)
+
+
+def _categorical(values: np.ndarray) -> FeatureProfile:
+    p = FeatureProfile.new(FeatureKind.CATEGORICAL)
+    for chunk in np.array_split(values, 7):
+        p.update(chunk)
+    return p
+
+
+@pytest.mark.parametrize("shift", [False, True])
+def test_chi2_is_exact_under_the_cap(shift: bool) -> None:
+    rng = np.random.default_rng(11)
+    cats = np.array([f"c{i}" for i in range(50)], dtype=object)
+    w_ref = rng.dirichlet(np.ones(50))
+    w_cur = rng.dirichlet(np.ones(50)) if shift else w_ref
+    a = cats[rng.choice(50, 200_000, p=w_ref)]
+    b = cats[rng.choice(50, 150_000, p=w_cur)]
+    res = compare_features(_categorical(a), _categorical(b), name="c")
+    ua, ca = np.unique(a, return_counts=True)
+    ub, cb = np.unique(b, return_counts=True)
+    universe = sorted(set(ua) | set(ub))
+    ra = dict(zip(ua, ca, strict=True))
+    rb = dict(zip(ub, cb, strict=True))
+    table = np.array([[ra.get(c, 0) for c in universe], [rb.get(c, 0) for c in universe]])
+    exp = stats.chi2_contingency(table, correction=False)
+    assert res.statistics["chi2"] == pytest.approx(exp.statistic, rel=1e-12)
+    assert res.statistics["chi2_pvalue"] == pytest.approx(exp.pvalue, rel=1e-9, abs=1e-300)
+    p, q = table[0] / table[0].sum(), table[1] / table[1].sum()
+    assert res.statistics["psi"] == pytest.approx(psi(p, q, EPS), rel=1e-12)
+    assert res.statistics["js"] == pytest.approx(js_distance(p, q), rel=1e-12)
+
+
+def test_js_matches_scipy_definition() -> None:
+    from scipy.spatial.distance import jensenshannon
+
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        p, q = rng.dirichlet(np.ones(8)), rng.dirichlet(np.ones(8))
+        assert js_distance(p, q) == pytest.approx(jensenshannon(p, q, base=2), abs=1e-12)
+
+
+def test_new_categories_share_and_top() -> None:
+    ref = _categorical(np.array(["a", "b"] * 1000, dtype=object))
+    cur = _categorical(np.array(["a"] * 1000 + ["x"] * 300 + ["y"] * 100, dtype=object))
+    res = compare_features(ref, cur, name="c")
+    assert res.statistics["new_category_share"] == pytest.approx(400 / 1400)
+    assert res.top_new_categories == [("x", 300), ("y", 100)]
+    assert res.status == "critical"
+    assert {b.statistic for b in res.breaches} >= {"new_category_share", "psi", "js"}
+
+
+def test_categorical_over_cap_uses_sketch_with_other_tail() -> None:
+    rng = np.random.default_rng(2)
+    p = FeatureProfile.new(FeatureKind.CATEGORICAL, max_categories=100)
+    heavy = np.array(["h1"] * 30_000 + ["h2"] * 20_000, dtype=object)
+    tail = np.array([f"t{i}" for i in rng.integers(0, 5000, 50_000)], dtype=object)
+    p.update(np.concatenate([heavy, tail]))
+    assert p.categories is not None and not p.categories.is_exact
+    top = dict(p.top_categories(2))
+    assert abs(top["h1"] - 30_000) <= 0.004 * 100_000
+    head, other = p.categories.counts()
+    assert sum(head.values()) + other == 100_000
+    assert p.distinct_estimate() == pytest.approx(5002, rel=0.05)
