@@ -1,0 +1,487 @@
+"""Monitor configuration: one TOML file, environment variables, CLI flags.
+
+Precedence, lowest first: built-in defaults < TOML file < environment < CLI flags. Every
+option is documented in ``docs/monitor.example.toml``. Durations are strings such as
+``"500ms"``, ``"30s"``, ``"5m"``, ``"1h"``, ``"1d"`` or ``"1h30m"`` (a bare number means
+seconds); sizes are bytes or strings such as ``"512KiB"``, ``"1MiB"``.
+
+Environment:
+
+* ``STREAMPROC_CONFIG``: path of the TOML file (when no ``--config`` flag).
+* ``STREAMPROC_KAFKA_<SETTING>``: a Kafka client setting; the name is lower-cased and
+  ``_`` becomes ``.`` (``__`` stands for a literal ``_``), so
+  ``STREAMPROC_KAFKA_SECURITY_PROTOCOL=SASL_SSL`` sets ``security.protocol`` and
+  ``STREAMPROC_KAFKA_SASL_PASSWORD`` keeps the secret out of the file.
+  ``..._BOOTSTRAP_SERVERS`` and ``..._GROUP_ID`` set those two fields.
+* ``STREAMPROC_METRICS_PORT``, ``STREAMPROC_REPLAY`` (``1``/``true``).
+
+Unknown keys are errors that name the key and the file: a typo must not silently fall
+back to a default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Final
+
+from streamproc.checks.lifecycle import DEFAULT_RUNBOOK_BASE_URL, LifecyclePolicy
+from streamproc.checks.result import CHECK_NAMES
+from streamproc.cli.errors import UsageError
+
+ENV_PREFIX: Final = "STREAMPROC_"
+KAFKA_ENV_PREFIX: Final = "STREAMPROC_KAFKA_"
+
+
+class ConfigError(UsageError):
+    """The configuration is unusable; the message names the key and where it came from."""
+
+
+def _frozen(mapping: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
+    return MappingProxyType(dict(mapping or {}))
+
+
+def _empty() -> Mapping[str, Any]:
+    return MappingProxyType({})
+
+
+def _duration_field(default_ms: int) -> Any:
+    return field(default=default_ms, metadata={"kind": "duration"})
+
+
+@dataclass(frozen=True)
+class KafkaConfig:
+    bootstrap_servers: str = "localhost:9092"
+    group_id: str = "streamproc"
+    client: Mapping[str, str] = field(default_factory=_empty)
+    """Pass-through client settings (``security.protocol``, ``sasl.*``, ``ssl.*``, ...)."""
+
+    def client_settings(self) -> dict[str, str]:
+        """Settings for a confluent-kafka client: ``client`` plus servers and group."""
+        return {
+            **self.client,
+            "bootstrap.servers": self.bootstrap_servers,
+            "group.id": self.group_id,
+        }
+
+
+@dataclass(frozen=True)
+class TopicsConfig:
+    predictions: str = "predictions"
+    labels: str = "labels"
+    alerts: str = "streamproc-alerts"
+    deadletter: str = "streamproc-deadletter"
+    profiles: str = "streamproc-profiles"
+
+
+@dataclass(frozen=True)
+class WindowsConfig:
+    """Event-time windows, all in milliseconds."""
+
+    size_ms: int = _duration_field(5 * 60_000)
+    allowed_lateness_ms: int = _duration_field(60_000)
+    retention_ms: int = _duration_field(24 * 3_600_000)
+    rolling_horizon_ms: int = _duration_field(3_600_000)
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    interval_ms: int = _duration_field(60_000)
+    replay: bool = False
+    """Replay mode: evaluate by event time as fast as the input allows (backfills)."""
+
+
+@dataclass(frozen=True)
+class LifecycleConfig:
+    fire_after: int = 2
+    fire_window: int = 3
+    resolve_after: int = 3
+    renotify_ms: int = _duration_field(3_600_000)
+
+
+@dataclass(frozen=True)
+class FreshnessConfig:
+    staleness_ms: int = _duration_field(10 * 60_000)
+    """Alert when the newest event of a model is older than this."""
+    pipeline_lag_p95_ms: int = _duration_field(60_000)
+    """Alert when p95 of (processing time − event time) exceeds this."""
+    data_lag_ms: int = _duration_field(3_600_000)
+    """Alert when (event time − features_as_of) exceeds this (stale feature values)."""
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    max_message_bytes: int = field(default=1 << 20, metadata={"kind": "size"})
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    port: int = 9464
+    host: str = "0.0.0.0"
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    runbook_base_url: str = DEFAULT_RUNBOOK_BASE_URL
+    runbook_urls: Mapping[str, str] = field(default_factory=_empty)
+    """Per-check runbook link, overriding ``runbook_base_url#<check-anchor>``."""
+    allow_raw_values_in_alerts: bool = False
+
+
+@dataclass(frozen=True)
+class ThresholdsConfig:
+    """Threshold overrides in the shape ``streamproc.core.thresholds.Thresholds.with_overrides``
+    takes: ``{"psi_warning": 0.2, "features": {"age": {"psi_critical": 0.5}}}``."""
+
+    overrides: Mapping[str, Any] = field(default_factory=_empty)
+    """Global overrides (may contain ``features``)."""
+    models: Mapping[str, Mapping[str, Any]] = field(default_factory=_empty)
+    """Per model name: overrides applied on top of the global ones."""
+
+    def overrides_for(self, model: str) -> dict[str, Any]:
+        """Global overrides merged with the model's; per-feature tables merge by feature."""
+        merged = {k: v for k, v in self.overrides.items() if k != "features"}
+        features = {n: dict(o) for n, o in self.overrides.get("features", {}).items()}
+        own = self.models.get(model, {})
+        merged.update({k: v for k, v in own.items() if k != "features"})
+        for name, over in own.get("features", {}).items():
+            features.setdefault(name, {}).update(over)
+        if features:
+            merged["features"] = features
+        return merged
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    kafka: KafkaConfig = field(default_factory=KafkaConfig)
+    topics: TopicsConfig = field(default_factory=TopicsConfig)
+    windows: WindowsConfig = field(default_factory=WindowsConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)
+    thresholds: ThresholdsConfig = field(default_factory=ThresholdsConfig)
+    freshness: FreshnessConfig = field(default_factory=FreshnessConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    references: Mapping[str, Path] = field(default_factory=_empty)
+    """Reference profile path per model (``model`` or ``model/version``); relative paths
+    are resolved against the config file's directory."""
+    source: str = "<defaults>"
+    """Where the configuration came from (for messages)."""
+
+    def lifecycle_policy(self) -> LifecyclePolicy:
+        """The alert lifecycle policy these settings describe."""
+        return LifecyclePolicy(
+            fire_after=self.lifecycle.fire_after,
+            fire_window=self.lifecycle.fire_window,
+            resolve_after=self.lifecycle.resolve_after,
+            renotify_ms=self.lifecycle.renotify_ms,
+            runbook_base_url=self.alerts.runbook_base_url,
+            runbook_urls=self.alerts.runbook_urls,
+            allow_raw_values=self.alerts.allow_raw_values_in_alerts,
+        )
+
+
+# --- value parsers -------------------------------------------------------------------
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNIT_MS: Final = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+_SIZE = re.compile(r"(\d+)\s*(B|KiB|MiB|GiB|KB|MB|GB)?")
+_SIZE_UNIT: Final = {
+    None: 1,
+    "B": 1,
+    "KiB": 1 << 10,
+    "MiB": 1 << 20,
+    "GiB": 1 << 30,
+    "KB": 1000,
+    "MB": 1000**2,
+    "GB": 1000**3,
+}
+
+
+def parse_duration_ms(value: object) -> int:
+    """``"5m"`` → 300000; ``"1h30m"``, ``"500ms"``, ``"1d"``; a bare number is seconds."""
+    if isinstance(value, bool):
+        raise ValueError(f"not a duration: {value!r}")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError(f"duration must not be negative: {value!r}")
+        return round(value * 1000)
+    if not isinstance(value, str):
+        raise ValueError(f"not a duration: {value!r}")
+    text = value.strip().replace(" ", "")
+    pos, total = 0, 0.0
+    while pos < len(text):
+        match = _DURATION_PART.match(text, pos)
+        if match is None:
+            break
+        total += float(match.group(1)) * _UNIT_MS[match.group(2)]
+        pos = match.end()
+    if not text or pos != len(text):
+        raise ValueError(f"not a duration: {value!r} (use e.g. '30s', '5m', '1h', '1h30m')")
+    return round(total)
+
+
+def parse_size(value: object) -> int:
+    """Bytes: an integer, or ``"512KiB"``, ``"1MiB"``, ``"10MB"``."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str):
+        match = _SIZE.fullmatch(value.strip())
+        if match:
+            return int(match.group(1)) * _SIZE_UNIT[match.group(2)]
+    raise ValueError(f"not a size: {value!r} (use bytes or e.g. '512KiB', '1MiB')")
+
+
+def _parse_bool(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    if isinstance(value, str) and value.strip().lower() in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"not a boolean: {value!r}")
+
+
+def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested TOML tables → dotted keys (``security.protocol = "SSL"`` is a nested table)."""
+    out: dict[str, str] = {}
+    for key, value in table.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(_flatten(value, name + "."))
+        elif isinstance(value, bool):
+            out[name] = "true" if value else "false"
+        elif isinstance(value, str | int | float):
+            out[name] = str(value)
+        else:
+            raise ValueError(f"kafka.client.{name}: expected a string, number or boolean")
+    return out
+
+
+# --- TOML → dataclasses --------------------------------------------------------------
+
+
+def _section(cls: type[Any], table: object, where: str, source: str) -> Any:
+    """Build section dataclass ``cls`` from a TOML table; ``_ms`` fields drop the suffix."""
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"[{where}] must be a table in {source}")
+    by_key: dict[str, dataclasses.Field[Any]] = {}
+    for f in dataclasses.fields(cls):
+        key = f.name[:-3] if f.metadata.get("kind") == "duration" else f.name
+        by_key[key] = f
+    kwargs: dict[str, Any] = {}
+    for key, value in table.items():
+        found = by_key.get(key)
+        if found is None:
+            raise ConfigError(
+                f"unknown key '{where}.{key}' in {source} (known: {', '.join(sorted(by_key))})"
+            )
+        try:
+            kwargs[found.name] = _convert(found, value)
+        except ValueError as exc:
+            raise ConfigError(f"bad value for '{where}.{key}' in {source}: {exc}") from None
+    return cls(**kwargs)
+
+
+def _convert(f: dataclasses.Field[Any], value: object) -> Any:
+    kind = f.metadata.get("kind")
+    if kind == "duration":
+        return parse_duration_ms(value)
+    if kind == "size":
+        return parse_size(value)
+    default = f.default
+    if isinstance(default, bool):
+        return _parse_bool(value)
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"expected an integer, got {value!r}")
+        return value
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise ValueError(f"expected a string, got {value!r}")
+        return value
+    if f.name == "client":
+        if not isinstance(value, Mapping):
+            raise ValueError("expected a table of client settings")
+        return _frozen(_flatten(value))
+    if f.name == "runbook_urls":
+        if not isinstance(value, Mapping) or not all(isinstance(v, str) for v in value.values()):
+            raise ValueError("expected a table of check name = URL")
+        unknown = set(value) - set(CHECK_NAMES)
+        if unknown:
+            raise ValueError(f"unknown check(s) {sorted(unknown)}; known: {list(CHECK_NAMES)}")
+        return _frozen(value)
+    raise ValueError(f"unsupported option {f.name}")  # pragma: no cover
+
+
+_SECTIONS: Final[dict[str, type[Any]]] = {
+    "kafka": KafkaConfig,
+    "topics": TopicsConfig,
+    "windows": WindowsConfig,
+    "evaluation": EvaluationConfig,
+    "lifecycle": LifecycleConfig,
+    "freshness": FreshnessConfig,
+    "limits": LimitsConfig,
+    "metrics": MetricsConfig,
+    "alerts": AlertsConfig,
+}
+
+
+def _thresholds(table: object, source: str) -> ThresholdsConfig:
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"[thresholds] must be a table in {source}")
+    overrides = {k: v for k, v in table.items() if k != "models"}
+    models = table.get("models", {})
+    if not isinstance(models, Mapping) or not all(isinstance(m, Mapping) for m in models.values()):
+        raise ConfigError(f"[thresholds.models.<model>] must be tables in {source}")
+    config = ThresholdsConfig(
+        overrides=_frozen(overrides), models=_frozen({m: dict(t) for m, t in models.items()})
+    )
+    _check_thresholds(config, source)
+    return config
+
+
+def _check_thresholds(config: ThresholdsConfig, source: str) -> None:
+    """Validate the overrides against the core's ``Thresholds`` when it is importable."""
+    try:
+        from streamproc.core.thresholds import Thresholds
+    except ImportError:  # pragma: no cover - core not installed
+        return
+    for model in ["", *config.models]:
+        where = f"thresholds.models.{model}" if model else "thresholds"
+        try:
+            Thresholds().with_overrides(config.overrides_for(model))
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise ConfigError(f"bad [{where}] in {source}: {exc}") from None
+
+
+def _references(table: object, base: Path, source: str) -> Mapping[str, Path]:
+    if not isinstance(table, Mapping) or not all(isinstance(v, str) for v in table.values()):
+        raise ConfigError(f"[references] must map model names to paths in {source}")
+    return _frozen(
+        {m: (base / p) if not Path(p).is_absolute() else Path(p) for m, p in table.items()}
+    )
+
+
+def config_from_mapping(
+    data: Mapping[str, Any], *, source: str = "<mapping>", base_dir: Path | None = None
+) -> MonitorConfig:
+    """Build a :class:`MonitorConfig` from parsed TOML; unknown keys raise ConfigError."""
+    kwargs: dict[str, Any] = {"source": source}
+    for key, value in data.items():
+        if key in _SECTIONS:
+            kwargs[key] = _section(_SECTIONS[key], value, key, source)
+        elif key == "thresholds":
+            kwargs[key] = _thresholds(value, source)
+        elif key == "references":
+            kwargs[key] = _references(value, base_dir or Path.cwd(), source)
+        else:
+            known = sorted([*_SECTIONS, "thresholds", "references"])
+            raise ConfigError(f"unknown key '{key}' in {source} (known: {', '.join(known)})")
+    config = MonitorConfig(**kwargs)
+    try:
+        config.lifecycle_policy()
+    except ValueError as exc:
+        raise ConfigError(f"bad [lifecycle] in {source}: {exc}") from None
+    return config
+
+
+def load_config(
+    path: str | Path | None = None, *, env: Mapping[str, str] | None = None
+) -> MonitorConfig:
+    """Defaults < TOML file (``path`` or ``$STREAMPROC_CONFIG``) < environment."""
+    env = os.environ if env is None else env
+    if path is None:
+        path = env.get(f"{ENV_PREFIX}CONFIG") or None
+    if path is None:
+        config = MonitorConfig()
+    else:
+        file = Path(path)
+        try:
+            data = tomllib.loads(file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {file}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{file} is not valid TOML: {exc}") from None
+        config = config_from_mapping(data, source=str(file), base_dir=file.resolve().parent)
+    return apply_env(config, env)
+
+
+def kafka_settings_from_env(env: Mapping[str, str]) -> dict[str, str]:
+    """``STREAMPROC_KAFKA_SASL_MECHANISM=PLAIN`` → ``{"sasl.mechanism": "PLAIN"}``."""
+    out = {}
+    for name, value in env.items():
+        if name.startswith(KAFKA_ENV_PREFIX) and len(name) > len(KAFKA_ENV_PREFIX):
+            raw = name[len(KAFKA_ENV_PREFIX) :].lower()
+            out[raw.replace("__", "\0").replace("_", ".").replace("\0", "_")] = value
+    return out
+
+
+def apply_env(config: MonitorConfig, env: Mapping[str, str]) -> MonitorConfig:
+    """Overlay the environment variables described in the module docstring."""
+    settings = kafka_settings_from_env(env)
+    kafka = config.kafka
+    servers = settings.pop("bootstrap.servers", kafka.bootstrap_servers)
+    group = settings.pop("group.id", kafka.group_id)
+    if settings or servers != kafka.bootstrap_servers or group != kafka.group_id:
+        kafka = dataclasses.replace(
+            kafka,
+            bootstrap_servers=servers,
+            group_id=group,
+            client=_frozen({**kafka.client, **settings}),
+        )
+    metrics, evaluation = config.metrics, config.evaluation
+    try:
+        if f"{ENV_PREFIX}METRICS_PORT" in env:
+            metrics = dataclasses.replace(metrics, port=int(env[f"{ENV_PREFIX}METRICS_PORT"]))
+        if f"{ENV_PREFIX}REPLAY" in env:
+            replay = _parse_bool(env[f"{ENV_PREFIX}REPLAY"])
+            evaluation = dataclasses.replace(evaluation, replay=replay)
+    except ValueError as exc:
+        raise ConfigError(f"bad environment variable: {exc}") from None
+    return dataclasses.replace(config, kafka=kafka, metrics=metrics, evaluation=evaluation)
+
+
+# --- CLI flags -----------------------------------------------------------------------
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--config`` and the essential overrides to a sub-command's parser."""
+    group = parser.add_argument_group("configuration")
+    group.add_argument("--config", metavar="FILE", help="TOML file (default: $STREAMPROC_CONFIG)")
+    group.add_argument("--bootstrap-servers", metavar="HOST:PORT[,...]")
+    group.add_argument("--group-id")
+    group.add_argument("--metrics-port", type=int)
+    group.add_argument(
+        "--replay",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="evaluate by event time as fast as input allows (backfill)",
+    )
+
+
+def config_from_args(
+    args: argparse.Namespace, *, env: Mapping[str, str] | None = None
+) -> MonitorConfig:
+    """Load file and environment, then apply the CLI flags set in ``args``."""
+    config = load_config(getattr(args, "config", None), env=env)
+    kafka = config.kafka
+    if getattr(args, "bootstrap_servers", None):
+        kafka = dataclasses.replace(kafka, bootstrap_servers=args.bootstrap_servers)
+    if getattr(args, "group_id", None):
+        kafka = dataclasses.replace(kafka, group_id=args.group_id)
+    metrics = config.metrics
+    if getattr(args, "metrics_port", None) is not None:
+        metrics = dataclasses.replace(metrics, port=args.metrics_port)
+    evaluation = config.evaluation
+    if getattr(args, "replay", None) is not None:
+        evaluation = dataclasses.replace(evaluation, replay=args.replay)
+    return dataclasses.replace(config, kafka=kafka, metrics=metrics, evaluation=evaluation)

@@ -1,0 +1,342 @@
+"""Configuration: defaults, TOML parsing, durations, env and CLI overlays, errors."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from streamproc.checks import LifecyclePolicy
+from streamproc.config import (
+    ConfigError,
+    MonitorConfig,
+    add_config_arguments,
+    config_from_args,
+    config_from_mapping,
+    kafka_settings_from_env,
+    load_config,
+    parse_duration_ms,
+    parse_size,
+)
+from streamproc.core.thresholds import Thresholds
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "monitor.example.toml"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "monitor.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_defaults() -> None:
+    c = load_config(env={})
+    assert c == MonitorConfig()
+    assert c.kafka.group_id == "streamproc"
+    assert (c.topics.predictions, c.topics.labels) == ("predictions", "labels")
+    assert c.topics.alerts == "streamproc-alerts"
+    assert c.topics.deadletter == "streamproc-deadletter"
+    assert c.topics.profiles == "streamproc-profiles"
+    assert c.windows.size_ms == 300_000
+    assert c.windows.allowed_lateness_ms == 60_000
+    assert c.windows.retention_ms == 86_400_000
+    assert c.windows.rolling_horizon_ms == 3_600_000
+    assert c.freshness.staleness_ms == 600_000
+    assert c.limits.max_message_bytes == 1 << 20
+    assert c.alerts.allow_raw_values_in_alerts is False
+    assert c.lifecycle_policy() == LifecyclePolicy()
+
+
+def test_example_file_parses_to_the_defaults() -> None:
+    config = load_config(EXAMPLE, env={})
+    assert dataclasses.replace(config, source="<defaults>") == MonitorConfig()
+
+
+def test_example_file_documents_every_option() -> None:
+    text = EXAMPLE.read_text()
+    sections = tomllib.loads(text)
+    for section in dataclasses.fields(MonitorConfig):
+        if section.name == "source":
+            continue
+        assert f"[{section.name}]" in text, section.name
+        default = section.default_factory()  # type: ignore[misc]
+        if not dataclasses.is_dataclass(default):
+            continue
+        for f in dataclasses.fields(default):
+            key = f.name.removesuffix("_ms") if f.metadata.get("kind") == "duration" else f.name
+            if key in ("client", "runbook_urls", "overrides", "models"):
+                continue
+            assert key in sections[section.name], f"{section.name}.{key} not documented"
+
+
+@pytest.mark.parametrize(
+    ("text", "ms"),
+    [
+        ("5m", 300_000),
+        ("30s", 30_000),
+        ("1h", 3_600_000),
+        ("24h", 86_400_000),
+        ("1d", 86_400_000),
+        ("500ms", 500),
+        ("1h30m", 5_400_000),
+        ("1.5s", 1500),
+        (90, 90_000),
+        (0.25, 250),
+    ],
+)
+def test_parse_duration(text: object, ms: int) -> None:
+    assert parse_duration_ms(text) == ms
+
+
+@pytest.mark.parametrize("text", ["", "5", "5 minutes", "m5", "-1s", -3, True, None, "1h 30x"])
+def test_bad_duration(text: object) -> None:
+    with pytest.raises(ValueError):
+        parse_duration_ms(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "n"), [(1024, 1024), ("1MiB", 1 << 20), ("512KiB", 512 << 10), ("10MB", 10**7)]
+)
+def test_parse_size(text: object, n: int) -> None:
+    assert parse_size(text) == n
+
+
+def test_full_file(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        [kafka]
+        bootstrap_servers = "k1:9092,k2:9092"
+        [kafka.client]
+        security.protocol = "SASL_SSL"
+        "sasl.mechanism" = "PLAIN"
+        socket.keepalive.enable = true
+        fetch.max.bytes = 52428800
+        [topics]
+        predictions = "fraud-predictions"
+        [windows]
+        size = "1m"
+        allowed_lateness = "10s"
+        [evaluation]
+        interval = "30s"
+        replay = true
+        [lifecycle]
+        fire_after = 3
+        fire_window = 5
+        resolve_after = 2
+        renotify = "4h"
+        [freshness]
+        staleness = "2m"
+        [limits]
+        max_message_bytes = "256KiB"
+        [metrics]
+        port = 9100
+        [alerts]
+        runbook_base_url = "https://wiki/streamproc"
+        allow_raw_values_in_alerts = true
+        [alerts.runbook_urls]
+        staleness = "https://wiki/stale"
+        [references]
+        fraud = "refs/fraud.profile"
+        "fraud/17" = "/abs/fraud17.profile"
+        """,
+    )
+    c = load_config(path, env={})
+    assert c.source == str(path)
+    assert c.kafka.bootstrap_servers == "k1:9092,k2:9092"
+    assert dict(c.kafka.client) == {
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanism": "PLAIN",
+        "socket.keepalive.enable": "true",
+        "fetch.max.bytes": "52428800",
+    }
+    assert c.kafka.client_settings()["bootstrap.servers"] == "k1:9092,k2:9092"
+    assert c.kafka.client_settings()["group.id"] == "streamproc"
+    assert c.topics.predictions == "fraud-predictions" and c.topics.labels == "labels"
+    assert (c.windows.size_ms, c.windows.allowed_lateness_ms) == (60_000, 10_000)
+    assert c.windows.retention_ms == 86_400_000
+    assert (c.evaluation.interval_ms, c.evaluation.replay) == (30_000, True)
+    assert c.freshness.staleness_ms == 120_000
+    assert c.limits.max_message_bytes == 256 * 1024
+    assert c.metrics.port == 9100
+    assert c.references == {
+        "fraud": tmp_path / "refs/fraud.profile",
+        "fraud/17": Path("/abs/fraud17.profile"),
+    }
+    policy = c.lifecycle_policy()
+    assert (policy.fire_after, policy.fire_window, policy.resolve_after) == (3, 5, 2)
+    assert policy.renotify_ms == 4 * 3_600_000
+    assert policy.allow_raw_values is True
+    assert policy.runbook_url("staleness") == "https://wiki/stale"
+    assert policy.runbook_url("schema") == "https://wiki/streamproc#schema"
+
+
+def test_thresholds_overrides_feed_core_thresholds(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        [thresholds]
+        psi_warning = 0.15
+        [thresholds.features.age]
+        psi_critical = 0.4
+        [thresholds.models.fraud]
+        psi_warning = 0.2
+        min_samples = 1000
+        [thresholds.models.fraud.features.age]
+        psi_critical = 0.6
+        [thresholds.models.fraud.features.car_value]
+        ks_critical = 0.3
+        """,
+    )
+    c = load_config(path, env={})
+    assert c.thresholds.overrides_for("eta") == {
+        "psi_warning": 0.15,
+        "features": {"age": {"psi_critical": 0.4}},
+    }
+    fraud = c.thresholds.overrides_for("fraud")
+    assert fraud == {
+        "psi_warning": 0.2,
+        "min_samples": 1000,
+        "features": {"age": {"psi_critical": 0.6}, "car_value": {"ks_critical": 0.3}},
+    }
+    t = Thresholds().with_overrides(fraud)
+    assert (t.psi_warning, t.min_samples) == (0.2, 1000)
+    assert t.for_feature("age").psi_critical == 0.6
+    assert t.for_feature("car_value").ks_critical == 0.3
+    assert t.for_feature("other").psi_critical == Thresholds().psi_critical
+
+
+def test_unknown_threshold_names_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "[thresholds.models.fraud]\npsi_critcal = 0.3\n")
+    with pytest.raises(ConfigError, match=r"thresholds\.models\.fraud.*monitor\.toml.*psi_critcal"):
+        load_config(path, env={})
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("[windows]\nsise = '5m'\n", "windows.sise"),
+        ("[kafka]\nbootstrap = 'x'\n", "kafka.bootstrap"),
+        ("[topicz]\npredictions = 'p'\n", "topicz"),
+        ("allow_raw_values_in_alerts = true\n", "allow_raw_values_in_alerts"),
+    ],
+)
+def test_unknown_keys_name_the_key_and_file(tmp_path: Path, text: str, key: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path, env={})
+    message = str(err.value)
+    assert f"unknown key '{key}'" in message
+    assert str(path) in message
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("[windows]\nsize = 'soon'\n", "windows.size"),
+        ("[metrics]\nport = '9100'\n", "metrics.port"),
+        ("[evaluation]\nreplay = 'perhaps'\n", "evaluation.replay"),
+        ("[lifecycle]\nfire_after = 4\n", "lifecycle"),
+        ("[alerts.runbook_urls]\nvibes = 'x'\n", "vibes"),
+        ("[kafka.client]\nlist = [1, 2]\n", "kafka.client"),
+        ("windows = 3\n", "[windows] must be a table"),
+        ("[windows\n", "not valid TOML"),
+    ],
+)
+def test_bad_values(tmp_path: Path, text: str, fragment: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError, match=re.escape(fragment)):
+        load_config(path, env={})
+
+
+def test_missing_file() -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_config("/nonexistent/monitor.toml", env={})
+
+
+def test_config_error_is_a_cli_usage_error() -> None:
+    from streamproc.cli.errors import UsageError
+
+    assert issubclass(ConfigError, UsageError)
+
+
+def test_kafka_env_names() -> None:
+    assert kafka_settings_from_env(
+        {
+            "STREAMPROC_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+            "STREAMPROC_KAFKA_SASL_PASSWORD": "s3cret",
+            "STREAMPROC_KAFKA_SOME__ODD_NAME": "x",
+            "STREAMPROC_KAFKA_": "ignored",
+            "STREAMPROC_METRICS_PORT": "1",
+            "KAFKA_SECURITY_PROTOCOL": "ignored",
+        }
+    ) == {"security.protocol": "SASL_SSL", "sasl.password": "s3cret", "some_odd.name": "x"}
+
+
+def test_env_overlays_file(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "[kafka]\nbootstrap_servers = 'file:9092'\n"
+        "[kafka.client]\nsecurity.protocol = 'SSL'\nclient.id = 'file'\n",
+    )
+    env = {
+        "STREAMPROC_CONFIG": str(path),
+        "STREAMPROC_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "STREAMPROC_KAFKA_BOOTSTRAP_SERVERS": "env:9093",
+        "STREAMPROC_KAFKA_GROUP_ID": "g2",
+        "STREAMPROC_METRICS_PORT": "9200",
+        "STREAMPROC_REPLAY": "true",
+    }
+    c = load_config(env=env)
+    assert c.source == str(path)
+    assert c.kafka.bootstrap_servers == "env:9093" and c.kafka.group_id == "g2"
+    assert dict(c.kafka.client) == {"security.protocol": "SASL_SSL", "client.id": "file"}
+    assert c.metrics.port == 9200 and c.evaluation.replay is True
+
+
+def test_bad_env_value() -> None:
+    with pytest.raises(ConfigError, match="environment"):
+        load_config(env={"STREAMPROC_METRICS_PORT": "ninety"})
+
+
+def test_cli_flags_win(tmp_path: Path) -> None:
+    path = write(tmp_path, "[kafka]\nbootstrap_servers = 'file:9092'\n[metrics]\nport = 1\n")
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    args = parser.parse_args(
+        [
+            "--config",
+            str(path),
+            "--bootstrap-servers",
+            "cli:9092",
+            "--group-id",
+            "cli",
+            "--metrics-port",
+            "9300",
+            "--replay",
+        ]
+    )
+    c = config_from_args(args, env={"STREAMPROC_KAFKA_BOOTSTRAP_SERVERS": "env:1"})
+    assert (c.kafka.bootstrap_servers, c.kafka.group_id) == ("cli:9092", "cli")
+    assert c.metrics.port == 9300 and c.evaluation.replay is True
+    # flags not given leave file/env values alone
+    c = config_from_args(parser.parse_args(["--config", str(path)]), env={})
+    assert c.kafka.bootstrap_servers == "file:9092" and c.metrics.port == 1
+    assert c.evaluation.replay is False
+
+
+def test_config_is_frozen() -> None:
+    c = MonitorConfig()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        c.kafka = None  # type: ignore[misc,assignment]
+    with pytest.raises(TypeError):
+        c.kafka.client["x"] = "y"  # type: ignore[index]
+
+
+def test_mapping_entry_point() -> None:
+    c = config_from_mapping({"topics": {"alerts": "a"}}, source="inline")
+    assert c.topics.alerts == "a" and c.source == "inline"
