@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "streamproc.cli.broker_cmd",
     "streamproc.cli.reference_cmd",
     "streamproc.cli.profile_cmd",
+    "streamproc.cli.drift_cmd",
 )
 
 

@@ -110,6 +110,13 @@ class DataFile:
             DataFormat.PARQUET: "check that it is a complete Parquet file",
             DataFormat.JSONL: "check that it holds one JSON object per line",
         }[self.format]
+        if "conversion error" in str(exc) or (
+            "in row 0" not in str(exc) and "changed from" in str(exc)
+        ):
+            hint = (
+                "a column holds values of another type than in the file's first block; "
+                "name it in --categorical, or fix the value"
+            )
         return InputError(
             f"cannot read {self.path} as {self.format.value}: {_first_line(exc)}; {hint}"
         )

@@ -161,3 +161,76 @@ def profile_to_dict(profile: ModelProfile, size_bytes: int) -> dict[str, Any]:
         "prediction": profile.prediction.to_dict() if profile.prediction else None,
         "predicted_label": profile.predicted_label.to_dict() if profile.predicted_label else None,
     }
+
+
+_STATUS_ORDER = {"critical": 0, "warning": 1, "insufficient_data": 2, "ok": 3}
+_OUTPUT_NAMES = {"__prediction__": "(prediction)", "__predicted_label__": "(predicted label)"}
+
+
+def _why(feature: dict[str, Any]) -> str:
+    parts = []
+    for b in feature.get("breaches", []):
+        op = ">" if b["value"] is None or b["value"] > b["threshold"] else "="
+        parts.append(f"{b['statistic']} {fmt_num(b['value'], 3)}{op}{fmt_num(b['threshold'], 3)}")
+    return ", ".join(parts)
+
+
+def render_drift_table(report: dict[str, Any]) -> str:
+    """The ``streamproc drift`` table from a drift report dict (``drift_json``'s shape).
+
+    Rows are ordered most severe first, then by name; model outputs come last.
+    """
+    headers = [
+        "feature",
+        "kind",
+        "n_ref",
+        "n_cur",
+        "PSI",
+        "KS",
+        "JS",
+        "chi2 p",
+        "new-cat",
+        "null ref→cur",
+        "status",
+        "breaches",
+    ]
+    feats: dict[str, dict[str, Any]] = report["features"]
+
+    def order(item: tuple[str, dict[str, Any]]) -> tuple[int, int, str]:
+        name, f = item
+        return (name in _OUTPUT_NAMES, _STATUS_ORDER.get(f["status"], 9), name)
+
+    rows = []
+    for name, f in sorted(feats.items(), key=order):
+        st = f["statistics"]
+        null = f"{fmt_pct(f['null_rate_reference'])}→{fmt_pct(f['null_rate_current'])}"
+        new_cat = st.get("new_category_share")
+        rows.append(
+            [
+                _OUTPUT_NAMES.get(name, name),
+                f["kind"],
+                fmt_int(f["n_reference"]),
+                fmt_int(f["n_current"]),
+                fmt_num(st.get("psi"), 3),
+                fmt_num(st.get("ks"), 3),
+                fmt_num(st.get("js"), 3),
+                fmt_num(st.get("chi2_pvalue"), 3),
+                "-" if new_cat is None else fmt_pct(new_cat),
+                null,
+                f["status"].upper() if f["status"] in ("warning", "critical") else f["status"],
+                _why(f),
+            ]
+        )
+    table = format_table(headers, rows, right={2, 3, 4, 5, 6, 7, 8, 9})
+    drifted = report["drifted_features"]
+    head = (
+        f"model {report['model']} {report.get('model_version') or ''}".rstrip()
+        + f": reference {fmt_int(report['n_reference'])} rows, "
+        f"current {fmt_int(report['n_current'])} rows"
+    )
+    verdict = f"status: {report['status']}"
+    if drifted:
+        verdict += f" — {len(drifted)} drifted: {', '.join(drifted)}"
+    else:
+        verdict += " — no drift"
+    return "\n".join([head, "", table, "", verdict])
