@@ -110,6 +110,24 @@ class PredictionBatch:
         """Number of rows."""
         return len(self.indices)
 
+    def profile_columns(self) -> dict[str, Any]:
+        """Keyword arguments for ``ModelProfile.update_columns`` (streamproc.core).
+
+        JSON cannot carry NaN, so a NaN in the float columns always means "absent"; it
+        is passed as a masked entry, which the core counts as null (a bare NaN would
+        count as non-finite). Predictions without any score or label are left out.
+        """
+        kwargs: dict[str, Any] = {
+            "columns": self.features,
+            "latency_ms": np.ma.masked_invalid(self.latency_ms),
+            "event_times": self.timestamps,
+        }
+        if not np.isnan(self.prediction_score).all():
+            kwargs["predictions"] = np.ma.masked_invalid(self.prediction_score)
+        if any(label is not None for label in self.prediction_label):
+            kwargs["predicted_labels"] = self.prediction_label
+        return kwargs
+
 
 @dataclass(slots=True)
 class DecodeResult:

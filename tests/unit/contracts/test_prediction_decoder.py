@@ -302,3 +302,25 @@ def test_arbitrary_json_objects_never_raise(docs: list[dict[str, Any]], base: bo
         except SchemaError:
             continue
         assert i not in rejected, (full, result.rejects)
+
+
+def test_batch_feeds_the_core_model_profile() -> None:
+    from streamproc.core.kinds import FeatureKind
+    from streamproc.core.model_profile import ModelProfile
+
+    recs = [
+        record(features={"car_value": 10.0, "country": "DE"}, latency_ms=5.0),
+        record(features={"car_value": None, "country": "FR"}, prediction={"label": "fraud"}),
+        record(features={"car_value": {"bad": 1}, "country": "DE"}),
+    ]
+    batch = decode_predictions(enc(*recs)).batches["fraud", "17"]
+    kinds = {"car_value": FeatureKind.NUMERIC, "country": FeatureKind.CATEGORICAL}
+    profile = ModelProfile.new("fraud", "17", kinds)
+    profile.update_columns(**batch.profile_columns())
+    assert profile.row_count == 3
+    car = profile.features["car_value"]
+    assert (car.count, car.null_count, car.invalid_count, car.nonfinite_count) == (3, 1, 1, 0)
+    assert profile.latency_ms is not None
+    assert (profile.latency_ms.null_count, profile.latency_ms.nonfinite_count) == (2, 0)
+    assert profile.prediction is not None and profile.prediction.null_count == 1
+    assert profile.predicted_label is not None and profile.predicted_label.null_count == 0
