@@ -324,3 +324,40 @@ def test_batch_feeds_the_core_model_profile() -> None:
     assert (profile.latency_ms.null_count, profile.latency_ms.nonfinite_count) == (2, 0)
     assert profile.prediction is not None and profile.prediction.null_count == 1
     assert profile.predicted_label is not None and profile.predicted_label.null_count == 0
+
+
+def test_typed_columns_profile_exactly_like_raw_lists() -> None:
+    from streamproc.contracts.prediction import typed_columns
+    from streamproc.core.kinds import FeatureKind
+    from streamproc.core.model_profile import ModelProfile
+
+    rows = [
+        {"num": 1.5, "int_cat": 10, "cat": "DE", "flag": True, "mixed": 1.0},
+        {"num": None, "int_cat": 11, "cat": None, "flag": False, "mixed": "x"},
+        {"num": 3, "int_cat": None, "cat": "FR", "flag": True, "mixed": None},
+        {"num": 2.25, "int_cat": 10, "cat": "DE", "flag": False, "mixed": [1]},
+    ]
+    batch = decode_predictions(enc(*(record(features=f) for f in rows))).batches["fraud", "17"]
+    kinds = {
+        "num": FeatureKind.NUMERIC,
+        "int_cat": FeatureKind.CATEGORICAL,
+        "cat": FeatureKind.CATEGORICAL,
+        "flag": FeatureKind.BOOLEAN,
+        "mixed": FeatureKind.NUMERIC,
+    }
+    typed = typed_columns(batch.features)
+    assert isinstance(typed["num"], np.ma.MaskedArray) and isinstance(typed["mixed"], list)
+    a = ModelProfile.new("fraud", "17", kinds, metadata={"created_at": 0})
+    b = ModelProfile.new("fraud", "17", kinds, metadata={"created_at": 0})
+    a.update_columns(typed)
+    b.update_columns(batch.features)
+    for name in kinds:
+        fa, fb = a.features[name], b.features[name]
+        assert (fa.count, fa.null_count, fa.invalid_count, fa.nonfinite_count) == (
+            fb.count,
+            fb.null_count,
+            fb.invalid_count,
+            fb.nonfinite_count,
+        ), name
+        assert fa.top_categories(10) == fb.top_categories(10), name
+    assert a == b
