@@ -17,6 +17,7 @@ FRESHNESS: Final = "freshness"
 STALENESS: Final = "staleness"
 DEGENERATE_OUTPUT: Final = "degenerate_output"
 DATASET_DRIFT: Final = "dataset_drift"
+SLOW_DRIFT: Final = "slow_drift"
 
 CHECK_NAMES: Final = (
     FEATURE_DRIFT,
@@ -28,6 +29,7 @@ CHECK_NAMES: Final = (
     STALENESS,
     DEGENERATE_OUTPUT,
     DATASET_DRIFT,
+    SLOW_DRIFT,
 )
 """Every check; each has a section in docs/RUNBOOK.md whose anchor is the name with
 ``_`` replaced by ``-`` (e.g. ``#feature-drift``)."""
