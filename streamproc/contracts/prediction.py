@@ -62,6 +62,10 @@ _SCALAR: Final = (int, float, str, bool)
 _REQUIRED: Final = ("model", "model_version", "request_id", "timestamp", "features", "prediction")
 
 
+BatchKey = tuple[str, str] | tuple[str, str, int]
+"""(model, version) or (model, version, window start ms)."""
+
+
 class Reject(NamedTuple):
     """A record that cannot be used: position in the input, reason code, human detail."""
 
@@ -105,11 +109,46 @@ class PredictionBatch:
     segments: list[dict[str, str] | None]
     request_ids: list[str] | None = None
     """Only when decoding with ``keep_request_ids=True``."""
+    window_start_ms: int = 0
+    """Start of the event-time window all rows fall in (decoding with ``window_ms``)."""
+    missing_rows: dict[str, np.ndarray] = field(default_factory=dict)
+    """Feature name → int64 row numbers whose record lacked the key (only names with any)."""
 
     @property
     def n(self) -> int:
         """Number of rows."""
         return len(self.indices)
+
+    def take(self, rows: np.ndarray) -> PredictionBatch:
+        """The batch restricted to ``rows`` (int64 row numbers, ascending)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        pick = rows.tolist()
+        position = np.full(self.n, -1, dtype=np.int64)
+        position[rows] = np.arange(len(rows))
+        missing_rows = {}
+        for name, where in self.missing_rows.items():
+            kept = position[where]
+            kept = kept[kept >= 0]
+            if len(kept):
+                missing_rows[name] = kept
+        return PredictionBatch(
+            model=self.model,
+            model_version=self.model_version,
+            indices=self.indices[rows],
+            timestamps=self.timestamps[rows],
+            features={name: [col[i] for i in pick] for name, col in self.features.items()},
+            missing={name: len(missing_rows.get(name, ())) for name in self.missing},
+            prediction_score=self.prediction_score[rows],
+            prediction_label=[self.prediction_label[i] for i in pick],
+            latency_ms=self.latency_ms[rows],
+            fallback=self.fallback[rows],
+            error=self.error[rows],
+            features_as_of=self.features_as_of[rows],
+            segments=[self.segments[i] for i in pick],
+            request_ids=None if self.request_ids is None else [self.request_ids[i] for i in pick],
+            window_start_ms=self.window_start_ms,
+            missing_rows=missing_rows,
+        )
 
     def profile_columns(self) -> dict[str, Any]:
         """Keyword arguments for ``ModelProfile.update_columns`` (streamproc.core).
@@ -134,7 +173,8 @@ class PredictionBatch:
 class DecodeResult:
     """Output of :func:`decode_predictions`."""
 
-    batches: dict[tuple[str, str], PredictionBatch]
+    batches: dict[BatchKey, PredictionBatch]
+    """Keyed by (model, version), or (model, version, window start ms) with ``window_ms``."""
     rejects: list[Reject] = field(default_factory=list)
 
     @property
@@ -224,8 +264,13 @@ def decode_predictions(
     known_models: Callable[[str], bool] | frozenset[str] | set[str] | None = None,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     keep_request_ids: bool = False,
+    window_ms: int | None = None,
 ) -> DecodeResult:
     """Decode raw Kafka values into per-(model, version) columnar batches plus rejects.
+
+    With ``window_ms``, batches are per (model, version, window start in epoch ms) of
+    event-time tumbling windows of that size, and each batch's ``window_start_ms`` says
+    which.
 
     ``known_models``: a set of model names, or a predicate on the model name (the hook
     for "unknown model" policy); records of other models are rejected as
@@ -240,8 +285,8 @@ def decode_predictions(
     else:
         is_known = known_models.__contains__
     # per key: (positions, timestamps, objects), appended in input order
-    groups: dict[tuple[str, str], tuple[list[int], list[float], list[dict[str, Any]]]] = {}
-    unknown_keys: set[tuple[str, str]] = set()
+    groups: dict[BatchKey, tuple[list[int], list[float], list[dict[str, Any]]]] = {}
+    unknown_keys: set[BatchKey] = set()
     rejects: list[Reject] = []
     reject = rejects.append
     str_t, dict_t, float_t, int_t = str, dict, float, int
@@ -296,7 +341,11 @@ def decode_predictions(
         else:
             reject(Reject(i, BAD_TIMESTAMP, f"timestamp must be a string or number: {ts!r:.64}"))
             continue
-        key = (model, version)
+        key: BatchKey = (
+            (model, version)
+            if window_ms is None
+            else (model, version, int(t * 1000) // window_ms * window_ms)
+        )
         group = groups.get(key)
         if group is None:
             if key in unknown_keys or (is_known is not None and not is_known(model)):
@@ -308,7 +357,7 @@ def decode_predictions(
         group[1].append(t)
         group[2].append(obj)
 
-    batches: dict[tuple[str, str], PredictionBatch] = {}
+    batches: dict[BatchKey, PredictionBatch] = {}
     n_rejects = len(rejects)
     for key, (idx, ts_list, objs) in groups.items():
         batch = _finalize(key, idx, ts_list, objs, keep_request_ids, rejects)
@@ -324,7 +373,7 @@ def _position(r: Reject) -> int:
 
 
 def _finalize(
-    key: tuple[str, str],
+    key: BatchKey,
     idx: list[int],
     ts: list[float],
     objs: list[dict[str, Any]],
@@ -407,12 +456,18 @@ def _finalize(
     if all(f.keys() == first for f in feats):  # the common case: one feature set
         features = {name: [f[name] for f in feats] for name in first}
         missing = dict.fromkeys(first, 0)
+        missing_rows = {}
     else:
         names: dict[str, Any] = {}  # union of names in first-seen order; values unused
         for f in feats:
             names.update(f)
         features = {name: [f.get(name) for f in feats] for name in names}
-        missing = {name: sum(1 for f in feats if name not in f) for name in names}
+        missing_rows = {
+            name: np.array([j for j, f in enumerate(feats) if name not in f], dtype=np.int64)
+            for name in names
+        }
+        missing = {name: len(rows) for name, rows in missing_rows.items()}
+        missing_rows = {name: rows for name, rows in missing_rows.items() if len(rows)}
 
     return PredictionBatch(
         model=key[0],
@@ -421,6 +476,8 @@ def _finalize(
         timestamps=np.array(ts, dtype=np.float64),
         features=features,
         missing=missing,
+        missing_rows=missing_rows,
+        window_start_ms=key[2] if len(key) > 2 else 0,
         prediction_score=np.array(scores, dtype=np.float64),  # None -> NaN
         prediction_label=labels,
         latency_ms=latency_arr,
@@ -433,7 +490,7 @@ def _finalize(
 
 
 def _refinalize(
-    key: tuple[str, str],
+    key: BatchKey,
     idx: list[int],
     ts: list[float],
     objs: list[dict[str, Any]],

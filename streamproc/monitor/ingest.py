@@ -1,0 +1,319 @@
+"""The hot path: consume prediction logs, sketch them per window, ship deltas.
+
+One :class:`IngestLoop` per worker process. It consumes the predictions topic in large
+batches (``Consumer.consume``), decodes them column-wise, buffers rows per (model,
+version, event-time window), and every ``flush_interval_s`` sketches each buffer
+into a :class:`ProfileDelta` and publishes it to the profiles topic — inside a Kafka
+transaction that also carries the dead-letter records and the consumer offsets
+(``send_offsets_to_transaction``). So a record is either in exactly one committed
+delta or dead-lettered, and its offset is committed only with it: a crash re-reads
+from the last commit and loses nothing. Scale out by starting more workers with the
+same group id: the group spreads the partitions.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from confluent_kafka import (
+    OFFSET_INVALID,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
+
+from streamproc.contracts.framing import deadletter_headers
+from streamproc.contracts.prediction import decode_predictions
+from streamproc.monitor.metrics import Metrics
+from streamproc.monitor.references import ReferenceSet
+from streamproc.monitor.window_buffer import BufferedChunk, WindowBuffer, build_delta
+
+log = logging.getLogger(__name__)
+
+LATE_EVENT = "late_event"
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    predictions_topic: str
+    profiles_topic: str
+    deadletter_topic: str
+    group_id: str
+    window_ms: int
+    allowed_lateness_ms: int
+    max_message_bytes: int = 1 << 20
+    flush_interval_s: float = 1.0
+    batch_size: int = 10_000
+    kafka: dict[str, str] = field(default_factory=dict)
+    """Client pass-through settings (security, SASL, SSL, ...) and bootstrap.servers."""
+
+
+class IngestLoop:
+    """Consume → decode → buffer per window → (every flush interval) publish + commit."""
+
+    def __init__(self, settings: IngestSettings, references: ReferenceSet, metrics: Metrics):
+        self.settings = settings
+        self.references = references
+        self.metrics = metrics
+        self.producer_id = f"ingest-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self._buffers: dict[tuple[str, str, int], WindowBuffer] = {}
+        self._newest_ms: dict[tuple[int, str, str], int] = {}  # (partition, model, version)
+        self._unknown_logged: set[str] = set()
+        self._pending_rejects = 0
+        self._consumer: Consumer | None = None
+        self._producer: Producer | None = None
+        self._last_flush = time.monotonic()
+        self.ready = threading.Event()
+        """Set once the consumer has its first assignment."""
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _clients(self) -> tuple[Consumer, Producer]:
+        s = self.settings
+        base = {k: v for k, v in s.kafka.items() if k != "group.id"}
+        consumer = Consumer(
+            {
+                **base,
+                "group.id": s.group_id,
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "isolation.level": "read_committed",
+                "fetch.min.bytes": 65536,
+                "fetch.wait.max.ms": 100,
+                "partition.assignment.strategy": "cooperative-sticky",
+            }
+        )
+        producer = Producer(
+            {
+                **base,
+                "transactional.id": self.producer_id,
+                "linger.ms": 20,
+                "compression.type": "lz4",
+                "message.max.bytes": 32 * 1024 * 1024,
+            }
+        )
+        producer.init_transactions(30)
+        return consumer, producer
+
+    def run(self, stop: threading.Event) -> None:
+        """Run until ``stop`` is set; flushes and commits what it holds before returning."""
+        consumer, producer = self._clients()
+        self._consumer, self._producer = consumer, producer
+        consumer.subscribe(
+            [self.settings.predictions_topic],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+        producer.begin_transaction()
+        try:
+            while not stop.is_set():
+                messages = consumer.consume(num_messages=self.settings.batch_size, timeout=0.1)
+                if messages:
+                    self.process(messages)
+                if time.monotonic() - self._last_flush >= self.settings.flush_interval_s:
+                    self.flush()
+            self.flush()
+        finally:
+            consumer.close()
+            producer.flush(10)
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.info("ingest assigned %s", [p.partition for p in partitions])
+        self.ready.set()
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Commit what we hold for these partitions before another worker takes them.
+        log.info("ingest revoked %s: flushing", [p.partition for p in partitions])
+        self.flush()
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.warning(
+            "ingest lost %s: dropping uncommitted buffers", [p.partition for p in partitions]
+        )
+        self._abort()
+
+    # ------------------------------------------------------------------ hot path
+
+    def process(self, messages: list[Message]) -> None:
+        """Decode one consumed batch into window buffers; dead-letter what is bad."""
+        began = time.perf_counter()
+        good: list[Message] = []
+        for msg in messages:
+            err = msg.error()
+            if err is None:
+                good.append(msg)
+            elif err.code() != KafkaError._PARTITION_EOF:
+                log.warning("consume error: %s", err)
+        if not good:
+            return
+        s = self.settings
+        values = [m.value() for m in good]
+        result = decode_predictions(
+            values,
+            known_models=self.references.is_known,
+            max_message_bytes=s.max_message_bytes,
+            window_ms=s.window_ms,
+        )
+        for reject in result.rejects:
+            self._dead_letter(good[reject.position], reject.reason, reject.detail)
+            if reject.reason == "unknown_model":
+                self._log_unknown(reject.detail)
+        if not result.batches:
+            self.metrics.ingest_batch_seconds.observe(time.perf_counter() - began)
+            return
+        partitions = np.fromiter((m.partition() for m in good), np.int64, len(good))
+        offsets = np.fromiter((m.offset() for m in good), np.int64, len(good))
+        append_s = np.fromiter((m.timestamp()[1] for m in good), np.float64, len(good)) / 1e3
+        received = time.time()
+        for batch in result.batches.values():
+            model, version, window_start = batch.model, batch.model_version, batch.window_start_ms
+            rows_p = partitions[batch.indices]
+            rows_o = offsets[batch.indices]
+            window_end = window_start + s.window_ms
+            late = self._late_rows(model, version, window_end, rows_p, batch.timestamps)
+            if late is not None:
+                for pos in batch.indices[late]:
+                    self._dead_letter(good[pos], LATE_EVENT, "older than the allowed lateness")
+                self.metrics.late_events_total.labels(model).inc(int(late.sum()))
+                keep = ~late
+                if not keep.any():
+                    continue
+                batch = batch.take(np.flatnonzero(keep))
+                rows_p, rows_o = rows_p[keep], rows_o[keep]
+            key = (model, version, window_start)
+            buf = self._buffers.get(key)
+            if buf is None:
+                buf = self._buffers[key] = WindowBuffer(model, version, window_start, window_end)
+            buf.add(BufferedChunk(batch, append_s[batch.indices], received), rows_p, rows_o)
+            self.metrics.events_total.labels(model).inc(batch.n)
+        self.metrics.ingest_batch_seconds.observe(time.perf_counter() - began)
+
+    def _late_rows(
+        self, model: str, version: str, window_end: int, parts: np.ndarray, ts: np.ndarray
+    ) -> np.ndarray | None:
+        """Rows whose window closed more than the allowed lateness before the newest event
+        seen on their partition; updates the per-partition newest event time."""
+        late_mask: np.ndarray | None = None
+        for p in np.unique(parts):
+            sel = parts == p
+            key = (int(p), model, version)
+            newest = self._newest_ms.get(key, 0)
+            if window_end + self.settings.allowed_lateness_ms <= newest:
+                late_mask = sel if late_mask is None else (late_mask | sel)
+            batch_newest = int(ts[sel].max() * 1000)
+            if batch_newest > newest:
+                self._newest_ms[key] = batch_newest
+        return late_mask
+
+    def _dead_letter(self, msg: Message, reason: str, detail: str) -> None:
+        headers = deadletter_headers(
+            reason,
+            detail,
+            msg.topic() or "",
+            msg.partition() or 0,
+            msg.offset() or 0,
+            _bytes_headers(msg.headers()),
+        )
+        self._produce(self.settings.deadletter_topic, msg.key(), msg.value(), headers)
+        self._pending_rejects += 1
+        self.metrics.deadletter_total.labels(reason).inc()
+
+    def _log_unknown(self, detail: str) -> None:
+        if detail not in self._unknown_logged:
+            self._unknown_logged.add(detail)
+            log.warning("%s: no reference profile; its records are dead-lettered", detail)
+
+    def _produce(
+        self, topic: str, key: bytes | str | None, value: bytes | None, headers: Any = None
+    ) -> None:
+        assert self._producer is not None
+        while True:
+            try:
+                self._producer.produce(topic, value=value, key=key, headers=headers)
+                return
+            except BufferError:
+                self._producer.poll(0.05)
+
+    # ------------------------------------------------------------------ flush
+
+    def flush(self) -> None:
+        """Publish a delta per buffered window and commit the consumed offsets, atomically."""
+        self._last_flush = time.monotonic()
+        consumer, producer = self._consumer, self._producer
+        if consumer is None or producer is None:
+            return
+        positions = [
+            tp for tp in consumer.position(consumer.assignment()) if tp.offset != OFFSET_INVALID
+        ]
+        if not self._buffers and not self._pending_rejects and not positions:
+            return
+        began = time.perf_counter()
+        s = self.settings
+        try:
+            for buf in self._buffers.values():
+                reference = self.references.get(buf.model, buf.model_version)
+                assert reference is not None  # unknown models never reach a buffer
+                delta = build_delta(
+                    buf, reference, topic=s.predictions_topic, producer_id=self.producer_id
+                )
+                self._produce(s.profiles_topic, buf.model.encode(), delta.to_bytes())
+                self.metrics.deltas_published_total.inc()
+            if positions:
+                producer.send_offsets_to_transaction(
+                    positions, consumer.consumer_group_metadata(), 30
+                )
+            producer.commit_transaction(60)
+        except KafkaException as exc:
+            self._handle_txn_error(exc)
+            return
+        self._buffers.clear()
+        self._pending_rejects = 0
+        producer.begin_transaction()
+        self.metrics.ingest_flush_seconds.observe(time.perf_counter() - began)
+
+    def _handle_txn_error(self, exc: KafkaException) -> None:
+        err = exc.args[0]
+        if getattr(err, "txn_requires_abort", lambda: False)():
+            log.warning("transaction aborted (%s); re-reading from the last commit", err)
+            self._abort()
+            return
+        raise exc
+
+    def _abort(self) -> None:
+        """Drop uncommitted work and rewind to the committed offsets."""
+        consumer, producer = self._consumer, self._producer
+        self._buffers.clear()
+        self._pending_rejects = 0
+        self._newest_ms.clear()
+        if producer is None or consumer is None:
+            return
+        try:
+            producer.abort_transaction(30)
+        except KafkaException as exc:
+            log.warning("abort_transaction: %s", exc)
+        assignment = consumer.assignment()
+        if assignment:
+            for tp in consumer.committed(assignment, timeout=30):
+                offset = tp.offset if tp.offset >= 0 else 0
+                consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
+        producer.begin_transaction()
+
+
+def _bytes_headers(headers: Any) -> list[tuple[str, bytes | None]]:
+    """Kafka message headers as (name, bytes) pairs, whatever form the client gave."""
+    if not headers:
+        return []
+    items = headers.items() if isinstance(headers, dict) else headers
+    return [(k, v.encode() if isinstance(v, str) else v) for k, v in items]

@@ -1,0 +1,208 @@
+"""Aggregate-stage state: event-time windows merged from deltas, per model version.
+
+Pure data structures, no Kafka. Windows are keyed by event time only; nothing here
+reads the wall clock, so replaying last year's data at full speed builds the same
+windows as living through it. The watermark of a model version is its newest event
+time minus the allowed lateness; a window whose end is at or before the watermark is
+closed (evaluated finally, once) and is kept until it falls out of the retention
+horizon, which is also measured from the newest event time — never from the wall
+clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from streamproc.contracts.framing import decode_profile_delta, encode_profile_delta
+from streamproc.core.model_profile import ModelProfile
+from streamproc.monitor.delta import ProfileDelta
+
+ModelKey = tuple[str, str]
+WindowKey = tuple[str, str, int]
+
+
+@dataclass
+class WindowState:
+    """One (model, version, window): merged feature and ops profiles, applied offsets."""
+
+    model: str
+    model_version: str
+    start_ms: int
+    end_ms: int
+    profile: ModelProfile
+    ops: ModelProfile
+    applied: dict[str, int] = field(default_factory=dict)
+    """``"topic:partition"`` → highest source offset merged in (for duplicate deltas)."""
+    final: bool = False
+    """True once the window closed and had its final evaluation."""
+
+    @property
+    def key(self) -> WindowKey:
+        return (self.model, self.model_version, self.start_ms)
+
+    def to_bytes(self) -> bytes:
+        profile, ops = self.profile.to_bytes(), self.ops.to_bytes()
+        header = {
+            "model": self.model,
+            "model_version": self.model_version,
+            "start_ms": self.start_ms,
+            "end_ms": self.end_ms,
+            "applied": self.applied,
+            "final": self.final,
+            "profile_bytes": len(profile),
+        }
+        return encode_profile_delta(header, profile + ops)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> WindowState:
+        head, body = decode_profile_delta(data)
+        n = int(head["profile_bytes"])
+        return cls(
+            model=head["model"],
+            model_version=head["model_version"],
+            start_ms=int(head["start_ms"]),
+            end_ms=int(head["end_ms"]),
+            profile=ModelProfile.from_bytes(body[:n]),
+            ops=ModelProfile.from_bytes(body[n:]),
+            applied={str(k): int(v) for k, v in head["applied"].items()},
+            final=bool(head["final"]),
+        )
+
+
+@dataclass
+class ModelClock:
+    """Event-time progress of one model version, plus when data last arrived."""
+
+    newest_event_ms: int = 0
+    last_arrival_ms: int = 0
+    """Wall-clock time the newest delta arrived (for staleness), epoch ms."""
+    arrival_lag_ms: int = 0
+    """Wall clock minus newest event time when the newest delta arrived: large means replay."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "newest_event_ms": self.newest_event_ms,
+            "last_arrival_ms": self.last_arrival_ms,
+            "arrival_lag_ms": self.arrival_lag_ms,
+        }
+
+
+class AggregateState:
+    """All windows and clocks one aggregate worker owns."""
+
+    def __init__(self, window_ms: int, allowed_lateness_ms: int, retention_ms: int) -> None:
+        self.window_ms = window_ms
+        self.allowed_lateness_ms = allowed_lateness_ms
+        self.retention_ms = retention_ms
+        self.windows: dict[WindowKey, WindowState] = {}
+        self.clocks: dict[ModelKey, ModelClock] = {}
+        self.dirty: set[WindowKey] = set()
+        self.changed_models: set[ModelKey] = set()
+        self.too_late = 0
+        """Deltas dropped because their window had already left retention."""
+
+    # ----------------------------------------------------------------- updates
+
+    def apply(self, delta: ProfileDelta, arrival_ms: int) -> bool:
+        """Merge ``delta`` into its window; False if it was already applied (or too old)."""
+        mkey = (delta.model, delta.model_version)
+        clock = self.clocks.setdefault(mkey, ModelClock())
+        if delta.window_end_ms <= clock.newest_event_ms - self.retention_ms:
+            self.too_late += 1
+            return False
+        wkey = (delta.model, delta.model_version, delta.window_start_ms)
+        window = self.windows.get(wkey)
+        sources = [(f"{delta.topic}:{p}", last) for p, _first, last in delta.ranges]
+        if (
+            window is not None
+            and sources
+            and all(last <= window.applied.get(src, -1) for src, last in sources)
+        ):
+            return False
+        if window is None:
+            window = WindowState(
+                delta.model,
+                delta.model_version,
+                delta.window_start_ms,
+                delta.window_end_ms,
+                delta.profile,
+                delta.ops,
+            )
+            self.windows[wkey] = window
+        else:
+            window.profile = window.profile.merge(delta.profile)
+            window.ops = window.ops.merge(delta.ops)
+        for src, last in sources:
+            window.applied[src] = max(last, window.applied.get(src, -1))
+        newest = delta.profile.event_time_max
+        if newest is not None:
+            newest_ms = int(newest * 1000)
+            if newest_ms >= clock.newest_event_ms:
+                clock.newest_event_ms = newest_ms
+                clock.arrival_lag_ms = max(0, arrival_ms - newest_ms)
+        clock.last_arrival_ms = arrival_ms
+        self.dirty.add(wkey)
+        self.changed_models.add(mkey)
+        return True
+
+    def restore(self, window: WindowState) -> None:
+        """Load a checkpointed window (after a restart or a rebalance)."""
+        self.windows[window.key] = window
+        mkey = (window.model, window.model_version)
+        clock = self.clocks.setdefault(mkey, ModelClock())
+        newest = window.profile.event_time_max
+        if newest is not None:
+            clock.newest_event_ms = max(clock.newest_event_ms, int(newest * 1000))
+
+    # ----------------------------------------------------------------- queries
+
+    def watermark_ms(self, mkey: ModelKey) -> int:
+        clock = self.clocks.get(mkey)
+        return (clock.newest_event_ms if clock else 0) - self.allowed_lateness_ms
+
+    def model_windows(self, mkey: ModelKey) -> list[WindowState]:
+        """The model version's windows, oldest first."""
+        return sorted(
+            (w for w in self.windows.values() if (w.model, w.model_version) == mkey),
+            key=lambda w: w.start_ms,
+        )
+
+    def newly_closed(self, mkey: ModelKey) -> list[WindowState]:
+        """Closed windows not yet finally evaluated, oldest first."""
+        mark = self.watermark_ms(mkey)
+        return [w for w in self.model_windows(mkey) if not w.final and w.end_ms <= mark]
+
+    def open_window(self, mkey: ModelKey) -> WindowState | None:
+        """The newest window still open for late data, if any."""
+        mark = self.watermark_ms(mkey)
+        windows = [w for w in self.model_windows(mkey) if w.end_ms > mark]
+        return windows[-1] if windows else None
+
+    def horizon(self, mkey: ModelKey, horizon_ms: int) -> tuple[ModelProfile, ModelProfile, int]:
+        """Merged (profile, ops, start_ms) of the windows ending within ``horizon_ms`` of
+        the newest event time."""
+        clock = self.clocks[mkey]
+        since = clock.newest_event_ms - horizon_ms
+        chosen = [w for w in self.model_windows(mkey) if w.end_ms > since]
+        if not chosen:
+            raise KeyError(f"no windows for {mkey}")
+        profile, ops = chosen[0].profile, chosen[0].ops
+        for w in chosen[1:]:
+            profile, ops = profile.merge(w.profile), ops.merge(w.ops)
+        return profile, ops, chosen[0].start_ms
+
+    def purge(self) -> list[WindowKey]:
+        """Drop windows older than the retention horizon (by event time)."""
+        gone = []
+        for key, w in list(self.windows.items()):
+            clock = self.clocks.get((w.model, w.model_version))
+            if clock and w.end_ms <= clock.newest_event_ms - self.retention_ms:
+                del self.windows[key]
+                self.dirty.discard(key)
+                gone.append(key)
+        return gone
+
+    def models(self) -> Iterator[ModelKey]:
+        return iter(list(self.clocks))
