@@ -154,3 +154,17 @@ def test_corrupt_delta_is_a_format_error() -> None:
 
 def test_reference_kinds_route_columns(reference: ModelProfile) -> None:
     assert reference.features["c"].kind is FeatureKind.CATEGORICAL
+
+
+def test_delta_header_follows_its_schema(reference: ModelProfile) -> None:
+    from streamproc.contracts import validate
+    from streamproc.contracts.framing import decode_profile_delta
+
+    values = [_record(i, T0 + i, x=float(i), c="a") for i in range(5)]
+    (batch,) = decode_predictions(values, window_ms=WINDOW_MS).batches.values()
+    buf = WindowBuffer("m", "1", batch.window_start_ms, batch.window_start_ms + WINDOW_MS)
+    buf.add(BufferedChunk(batch, batch.timestamps, T0), np.zeros(5), np.arange(5))
+    header, _body = decode_profile_delta(
+        build_delta(buf, reference, topic="p", producer_id="t").to_bytes()
+    )
+    validate("profile_delta", header)
