@@ -1,0 +1,177 @@
+"""Distribution checks: ``feature_drift``, ``prediction_drift``, ``slow_drift``, ``dataset_drift``.
+
+All read one :class:`~streamproc.core.drift.FeatureDrift` per feature (computed once by
+``compare_features`` and shared with the cardinality check). Which statistics may alert:
+
+* numeric: PSI, Jensen–Shannon, and KS only when also significant (D > D_α, Smirnov
+  1948); Wasserstein-1 ÷ reference scale only when the policy sets a threshold for it;
+* categorical and boolean: PSI and Jensen–Shannon, only when the chi-squared test of
+  homogeneity rejects at ``chi2_alpha`` (a significance gate; see
+  :mod:`streamproc.checks.policy`).
+
+The result reports the worst breached statistic, or PSI (the primary statistic) when
+clean. Evidence: the top shifted bins (numeric) or categories (categorical) from the
+FeatureDrift, then one ``{"statistics": {...}}`` item with every statistic computed.
+
+Predictions use the feature names of :mod:`streamproc.core.drift`: ``"__prediction__"``
+(score distribution) and ``"__predicted_label__"`` (predicted-label shares), so each has
+its own alert fingerprint. ``slow_drift`` is the same evaluation on the rolling horizon
+(a merge of recent windows), with its own fingerprints so that window and horizon
+alerts fire and resolve independently.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+from streamproc.checks.context import Candidate, Window, worst
+from streamproc.checks.policy import EvaluationPolicy
+from streamproc.checks.result import CheckResult
+from streamproc.core.drift import PREDICTED_LABEL, PREDICTION, FeatureDrift
+from streamproc.core.kinds import FeatureKind
+
+_REPORTED = (
+    "psi",
+    "js",
+    "ks",
+    "ks_critical_value",
+    "wasserstein",
+    "mean_shift",
+    "out_of_range_share",
+    "chi2",
+    "chi2_pvalue",
+    "chi2_dof",
+    "new_category_share",
+)
+
+
+def _statistics(fd: FeatureDrift) -> dict[str, float | None]:
+    out: dict[str, float | None] = {}
+    for key in _REPORTED:
+        v = fd.statistics.get(key)
+        if v is not None:
+            out[key] = float(v) if math.isfinite(v) else None
+    return out
+
+
+def _wasserstein(policy: EvaluationPolicy, value: float) -> Candidate | None:
+    warn, crit = policy.wasserstein_warning, policy.wasserstein_critical
+    if warn is None and crit is None:
+        return None
+    warn = warn if warn is not None else crit
+    crit = crit if crit is not None else math.inf
+    assert warn is not None
+    return Candidate.of("wasserstein", value, warn, crit)
+
+
+def drift_result(
+    window: Window,
+    check: str,
+    fd: FeatureDrift,
+    policy: EvaluationPolicy,
+    *,
+    subject: str | None = None,
+) -> CheckResult | None:
+    """One drift evaluation of ``fd``; None below ``min_samples`` valid values a side."""
+    t = policy.thresholds.for_feature(fd.name)
+    st = fd.statistics
+    psi = st.get("psi")
+    if min(fd.n_reference, fd.n_current) < t.min_samples or psi is None:
+        return None
+    primary = Candidate.of("psi", psi, t.psi_warning, t.psi_critical)
+    candidates = [primary]
+    js = st.get("js")
+    if js is not None:
+        candidates.append(Candidate.of("js", js, t.js_warning, t.js_critical))
+    note = ""
+    if fd.kind is FeatureKind.NUMERIC:
+        ks, ks_crit = st.get("ks"), st.get("ks_critical_value")
+        if ks is not None and ks_crit is not None and ks > ks_crit:
+            candidates.append(Candidate.of("ks", ks, t.ks_warning, t.ks_critical))
+        w = st.get("wasserstein")
+        wc = _wasserstein(policy, w) if w is not None else None
+        if wc is not None:
+            candidates.append(wc)
+    else:
+        pvalue = st.get("chi2_pvalue")
+        if pvalue is None or not pvalue < policy.chi2_alpha:
+            primary = dataclasses.replace(primary, severity=None)
+            candidates = []
+            if primary.value > primary.threshold:
+                p = "n/a" if pvalue is None else f"{pvalue:.2g}"
+                note = f" (not significant: chi-squared p = {p} ≥ α = {policy.chi2_alpha:g})"
+    if check == "slow_drift":
+        note += " (rolling horizon)"
+    chosen = worst(candidates, primary)
+    evidence: list[dict[str, Any]] = [*fd.evidence, {"statistics": _statistics(fd)}]
+    return window.result(
+        check,
+        fd.name,
+        chosen,
+        n_reference=fd.n_reference,
+        n_current=fd.n_current,
+        evidence=evidence,
+        note=note,
+        subject=subject,
+    )
+
+
+def prediction_subject(model: str, name: str) -> str | None:
+    """Readable subject for the prediction pseudo-features in summaries."""
+    if name == PREDICTION:
+        return f"{model} prediction scores"
+    if name == PREDICTED_LABEL:
+        return f"{model} predicted labels"
+    return None
+
+
+def dataset_drift_result(
+    window: Window,
+    feature_results: list[CheckResult],
+    policy: EvaluationPolicy,
+    *,
+    n_reference: int,
+    n_current: int,
+) -> CheckResult | None:
+    """One ``dataset_drift`` result from the per-feature drift results (inputs only, no
+    predictions): the share of evaluated features that breached, ≥ the policy's share.
+    None when fewer than ``dataset_drift_min_features`` features were evaluated."""
+    evaluated = len(feature_results)
+    if evaluated < policy.dataset_drift_min_features:
+        return None
+    drifted = sorted(
+        (r for r in feature_results if r.breached),
+        key=lambda r: (r.severity != "critical", -(r.value / r.threshold if r.threshold else 0)),
+    )
+    share = len(drifted) / evaluated
+    chosen = Candidate.of(
+        "drifted_feature_share",
+        share,
+        policy.dataset_drift_share_warning,
+        policy.dataset_drift_share_critical,
+        inclusive=True,
+    )
+    evidence = [
+        {
+            "feature": r.feature,
+            "severity": r.severity,
+            "statistic": r.statistic,
+            "measured": r.value,
+            "threshold": r.threshold,
+        }
+        for r in drifted
+    ]
+    names = ", ".join(str(r.feature) for r in drifted[:10])
+    more = f" and {len(drifted) - 10} more" if len(drifted) > 10 else ""
+    note = f" ({len(drifted)} of {evaluated} features: {names}{more})" if drifted else ""
+    return window.result(
+        "dataset_drift",
+        None,
+        chosen,
+        n_reference=n_reference,
+        n_current=n_current,
+        evidence=evidence,
+        note=note,
+    )

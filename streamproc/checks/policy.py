@@ -1,0 +1,97 @@
+"""What the window checks compare against: :class:`EvaluationPolicy`.
+
+The drift and data-quality thresholds of the core table
+(:class:`~streamproc.core.thresholds.Thresholds`, with per-feature overrides via
+``Thresholds.for_feature``) plus the thresholds only the checks need. Defaults:
+
+================================  =========  =========  =======================================
+threshold                         warning    critical   notes
+================================  =========  =========  =======================================
+missing-feature rate              0.01       0.10       records without an expected feature
+unexpected-feature rate           0.01       0.10       records with a feature not in reference
+distinct-count jump (cur / ref)   2×         5×         categoricals with ``min_samples`` values
+dominant prediction share         0.99       0.999      ≥, not >; ``degenerate_min_samples`` 500
+drifted-feature share             0.30       0.50       ≥; needs ``dataset_drift_min_features``
+data lag p95                      600 s      ×5         event time − features_as_of
+pipeline lag p95                  60 s       ×5         Kafka append time − event time
+processing lag p95                60 s       ×5         ingest time − Kafka append (wall clock)
+staleness                         —          600 s      now − newest event; always critical
+chi-squared significance α        0.01                  gate for categorical PSI/JS (see below)
+Wasserstein (÷ reference scale)   None       None       reported, alerts only when configured
+================================  =========  =========  =======================================
+
+Why chi-squared is only a gate: its statistic grows linearly with the sample size, so at
+production volumes (10⁵ events a window) it rejects homogeneity for shifts nobody cares
+about (a category moving from 20.0% to 20.3%). A categorical PSI or JS breach must also be
+significant (chi-squared p-value < ``chi2_alpha``); chi-squared never alerts by itself.
+KS is gated the same way by its own critical value (``Thresholds.ks_alpha``).
+
+``skip_wall_clock_lags``: during a replay, processing lag measures how old the replayed
+data are, not how late the pipeline is; set it to skip that lag (pipeline and data lags
+compare timestamps written with the data and stay meaningful).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from streamproc.core.thresholds import DEFAULT_THRESHOLDS, Thresholds
+
+
+def _check_pair(name: str, warning: float, critical: float) -> None:
+    if warning > critical:
+        raise ValueError(f"{name}: warning threshold {warning} exceeds critical {critical}")
+
+
+@dataclass(frozen=True)
+class EvaluationPolicy:
+    """Thresholds for :func:`streamproc.checks.evaluate.evaluate_window` (see module doc)."""
+
+    thresholds: Thresholds = field(default_factory=lambda: DEFAULT_THRESHOLDS)
+    chi2_alpha: float = 0.01
+    wasserstein_warning: float | None = None
+    wasserstein_critical: float | None = None
+    missing_feature_rate_warning: float = 0.01
+    missing_feature_rate_critical: float = 0.10
+    unexpected_feature_rate_warning: float = 0.01
+    unexpected_feature_rate_critical: float = 0.10
+    distinct_ratio_warning: float = 2.0
+    distinct_ratio_critical: float = 5.0
+    degenerate_min_samples: int = 500
+    dominant_share_warning: float = 0.99
+    dominant_share_critical: float = 0.999
+    dataset_drift_share_warning: float = 0.30
+    dataset_drift_share_critical: float = 0.50
+    dataset_drift_min_features: int = 3
+    data_lag_p95_s: float = 600.0
+    pipeline_lag_p95_s: float = 60.0
+    processing_lag_p95_s: float = 60.0
+    lag_critical_factor: float = 5.0
+    freshness_min_samples: int = 20
+    skip_wall_clock_lags: bool = False
+    staleness_s: float = 600.0
+
+    def __post_init__(self) -> None:
+        for name in (
+            "missing_feature_rate",
+            "unexpected_feature_rate",
+            "distinct_ratio",
+            "dominant_share",
+            "dataset_drift_share",
+        ):
+            _check_pair(name, getattr(self, f"{name}_warning"), getattr(self, f"{name}_critical"))
+        ww, wc = self.wasserstein_warning, self.wasserstein_critical
+        if ww is not None and wc is not None:
+            _check_pair("wasserstein", ww, wc)
+        if not 0.0 < self.chi2_alpha < 1.0:
+            raise ValueError(f"chi2_alpha must be in (0, 1), got {self.chi2_alpha}")
+        if self.lag_critical_factor < 1.0:
+            raise ValueError(f"lag_critical_factor must be >= 1, got {self.lag_critical_factor}")
+        for name in ("degenerate_min_samples", "freshness_min_samples"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if self.dataset_drift_min_features < 1:
+            raise ValueError("dataset_drift_min_features must be at least 1")
+
+
+DEFAULT_POLICY = EvaluationPolicy()
