@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "streamproc.cli.reference_cmd",
     "streamproc.cli.profile_cmd",
     "streamproc.cli.drift_cmd",
+    "streamproc.cli.worker_cmd",
 )
 
 

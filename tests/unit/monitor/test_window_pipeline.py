@@ -168,3 +168,10 @@ def test_delta_header_follows_its_schema(reference: ModelProfile) -> None:
         build_delta(buf, reference, topic="p", producer_id="t").to_bytes()
     )
     validate("profile_delta", header)
+
+
+def test_alert_schema_names_every_check() -> None:
+    from streamproc.checks.result import CHECK_NAMES
+    from streamproc.contracts import load_schema
+
+    assert set(load_schema("alert")["properties"]["check"]["enum"]) == set(CHECK_NAMES)

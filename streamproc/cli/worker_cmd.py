@@ -1,0 +1,77 @@
+"""`streamproc worker`: attach to a prediction-log topic and monitor the models in it."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+from streamproc.cli.errors import UsageError
+from streamproc.config import add_config_arguments, config_from_args, parse_duration_ms
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "worker",
+        help="monitor prediction logs on Kafka: windows, drift and quality checks, alerts",
+        description=(
+            "Consume the predictions topic, sketch every feature per event-time window, "
+            "compare windows with the reference profiles, publish alerts to the alerts "
+            "topic and metrics on /metrics. Start more workers with the same --group-id "
+            "to scale out."
+        ),
+    )
+    parser.add_argument(
+        "--reference",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="FILE",
+        help="reference profile (repeat for several models); adds to [references] in --config",
+    )
+    parser.add_argument("--predictions-topic", help="input topic (default: predictions)")
+    parser.add_argument("--alerts-topic", help="output topic (default: streamproc-alerts)")
+    parser.add_argument("--window", help="event-time window size, e.g. 5m (default: 5m)")
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
+    add_config_arguments(parser)
+    parser.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from streamproc.monitor.references import ReferenceSet
+    from streamproc.monitor.worker import Worker
+
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    config = config_from_args(args)
+    topics = config.topics
+    if args.predictions_topic:
+        topics = dataclasses.replace(topics, predictions=args.predictions_topic)
+    if args.alerts_topic:
+        topics = dataclasses.replace(topics, alerts=args.alerts_topic)
+    windows = config.windows
+    if args.window:
+        windows = dataclasses.replace(windows, size_ms=parse_duration_ms(args.window))
+    config = dataclasses.replace(config, topics=topics, windows=windows)
+    paths = [*config.references.values(), *args.reference]
+    if not paths:
+        raise UsageError("no reference profile: pass --reference FILE (see `reference build`)")
+    references = ReferenceSet.load(paths)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    worker = Worker(config, references)
+    logging.getLogger("streamproc").info(
+        "worker: %s → alerts on %s, metrics on :%d, models %s",
+        topics.predictions,
+        topics.alerts,
+        config.metrics.port,
+        sorted(references.by_model),
+    )
+    worker.run(stop)
+    return 0

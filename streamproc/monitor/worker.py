@@ -1,0 +1,154 @@
+"""A worker process: ingest and aggregate loops on threads, plus the metrics endpoint.
+
+``Worker(config, references).run(stop)`` creates the topics the service owns, starts
+the Prometheus endpoint on its own registry, and runs both stages until ``stop`` is
+set; a failing stage stops the worker with its exception (a supervisor restarts it,
+and nothing is lost: offsets are committed only with the work they paid for).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka.admin import AdminClient
+from prometheus_client import start_http_server
+
+from streamproc.checks.policy import EvaluationPolicy
+from streamproc.config import MonitorConfig
+from streamproc.core.thresholds import DEFAULT_THRESHOLDS
+from streamproc.monitor import metrics as metrics_module
+from streamproc.monitor.aggregate import AggregateLoop, AggregateSettings
+from streamproc.monitor.evaluator import Evaluator
+from streamproc.monitor.ingest import IngestLoop, IngestSettings
+from streamproc.monitor.references import ReferenceSet
+from streamproc.monitor.topics import ensure_topics, owned_topics
+
+log = logging.getLogger(__name__)
+
+
+def state_topic_name(profiles_topic: str) -> str:
+    return f"{profiles_topic}-state"
+
+
+def policy_factory(config: MonitorConfig) -> Callable[[str], EvaluationPolicy]:
+    """Evaluation policy per model: the threshold table with the config's overrides."""
+    cache: dict[str, EvaluationPolicy] = {}
+    fresh = config.freshness
+
+    def policy_for(model: str) -> EvaluationPolicy:
+        if model not in cache:
+            cache[model] = EvaluationPolicy(
+                thresholds=DEFAULT_THRESHOLDS.with_overrides(
+                    config.thresholds.overrides_for(model)
+                ),
+                staleness_s=fresh.staleness_ms / 1000,
+                pipeline_lag_p95_s=fresh.pipeline_lag_p95_ms / 1000,
+                processing_lag_p95_s=fresh.pipeline_lag_p95_ms / 1000,
+                data_lag_p95_s=fresh.data_lag_ms / 1000,
+                skip_wall_clock_lags=config.evaluation.replay,
+            )
+        return cache[model]
+
+    return policy_for
+
+
+@dataclass
+class Worker:
+    config: MonitorConfig
+    references: ReferenceSet
+    evaluation_interval_s: float = 1.0
+    flush_interval_s: float = 1.0
+    checkpoint_interval_s: float = 5.0
+    serve_metrics: bool = True
+    on_alert: Callable[[dict[str, Any]], None] | None = None
+    metrics: metrics_module.Metrics = field(default_factory=metrics_module.create)
+    errors: list[BaseException] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        c = self.config
+        kafka = c.kafka.client_settings()
+        topics = c.topics
+        self.ingest = IngestLoop(
+            IngestSettings(
+                predictions_topic=topics.predictions,
+                profiles_topic=topics.profiles,
+                deadletter_topic=topics.deadletter,
+                group_id=f"{c.kafka.group_id}-ingest",
+                window_ms=c.windows.size_ms,
+                allowed_lateness_ms=c.windows.allowed_lateness_ms,
+                max_message_bytes=c.limits.max_message_bytes,
+                flush_interval_s=self.flush_interval_s,
+                kafka=kafka,
+            ),
+            self.references,
+            self.metrics,
+        )
+        evaluator = Evaluator(
+            references=self.references,
+            policy_for=policy_factory(c),
+            lifecycle=c.lifecycle_policy(),
+            horizon_ms=c.windows.rolling_horizon_ms,
+            metrics=self.metrics,
+            replay=c.evaluation.replay,
+        )
+        self.aggregate = AggregateLoop(
+            AggregateSettings(
+                profiles_topic=topics.profiles,
+                state_topic=state_topic_name(topics.profiles),
+                alerts_topic=topics.alerts,
+                group_id=f"{c.kafka.group_id}-aggregate",
+                window_ms=c.windows.size_ms,
+                allowed_lateness_ms=c.windows.allowed_lateness_ms,
+                retention_ms=c.windows.retention_ms,
+                evaluation_interval_s=self.evaluation_interval_s,
+                checkpoint_interval_s=self.checkpoint_interval_s,
+                kafka=kafka,
+            ),
+            evaluator,
+            self.metrics,
+            on_alert=self.on_alert,
+        )
+
+    def create_topics(self) -> list[str]:
+        c = self.config
+        settings = {k: v for k, v in c.kafka.client_settings().items() if k != "group.id"}
+        admin = AdminClient(settings)
+        return ensure_topics(
+            admin,
+            owned_topics(
+                profiles=c.topics.profiles,
+                state=state_topic_name(c.topics.profiles),
+                alerts=c.topics.alerts,
+                deadletter=c.topics.deadletter,
+            ),
+        )
+
+    def run(self, stop: threading.Event) -> None:
+        """Run both stages until ``stop`` is set or one of them fails (then re-raise)."""
+        self.create_topics()
+        if self.serve_metrics:
+            start_http_server(
+                self.config.metrics.port, self.config.metrics.host, self.metrics.registry
+            )
+        threads = [
+            threading.Thread(target=self._guard, args=(self.ingest.run, stop), name="ingest"),
+            threading.Thread(target=self._guard, args=(self.aggregate.run, stop), name="aggregate"),
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if self.errors:
+            raise self.errors[0]
+
+    def _guard(self, target: Callable[[threading.Event], None], stop: threading.Event) -> None:
+        try:
+            target(stop)
+        except BaseException as exc:
+            log.exception("%s stage failed; stopping the worker", threading.current_thread().name)
+            self.errors.append(exc)
+            stop.set()

@@ -1,0 +1,203 @@
+"""Run a streamproc worker in-process against the real broker, feed it, watch its output."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+from confluent_kafka import Consumer, Producer
+
+from streamproc.config import MonitorConfig, config_from_mapping
+from streamproc.core.model_profile import ModelProfile
+from streamproc.monitor.references import ReferenceSet
+from streamproc.monitor.worker import Worker
+from tests.integration.kafka_helpers import create_topic
+
+NUMERIC = [f"num_{i}" for i in range(6)]
+CATEGORICAL = ["country", "device"]
+COUNTRIES = np.array(["de", "fr", "us", "uk", "es"], dtype=object)
+DEVICES = np.array(["ios", "android", "web"], dtype=object)
+
+
+def reference_profile(model: str = "credit", version: str = "1", n: int = 50_000) -> ModelProfile:
+    rng = np.random.default_rng(7)
+    columns: dict[str, Any] = {name: rng.normal(i, 1 + i / 3, n) for i, name in enumerate(NUMERIC)}
+    columns["country"] = rng.choice(COUNTRIES, n, p=[0.3, 0.2, 0.3, 0.1, 0.1])
+    columns["device"] = rng.choice(DEVICES, n)
+    return ModelProfile.build_reference(
+        model,
+        version,
+        columns,
+        predictions=rng.beta(2, 5, n),
+        predicted_labels=rng.choice(np.array(["approve", "deny"], dtype=object), n, p=[0.7, 0.3]),
+    )
+
+
+def records(
+    n: int,
+    *,
+    start_s: float,
+    rate: float,
+    seed: int,
+    model: str = "credit",
+    version: str = "1",
+    shift: dict[str, float] | None = None,
+) -> list[tuple[bytes, bytes]]:
+    """``n`` prediction-log records from the reference distributions (``shift`` moves the
+    named numeric features by that many standard deviations), event times at ``rate``/s."""
+    rng = np.random.default_rng(seed)
+    shift = shift or {}
+    cols = {
+        name: rng.normal(i + shift.get(name, 0.0) * (1 + i / 3), 1 + i / 3, n)
+        for i, name in enumerate(NUMERIC)
+    }
+    country = rng.choice(COUNTRIES, n, p=[0.3, 0.2, 0.3, 0.1, 0.1])
+    device = rng.choice(DEVICES, n)
+    score = rng.beta(2, 5, n)
+    label = rng.choice(np.array(["approve", "deny"], dtype=object), n, p=[0.7, 0.3])
+    out = []
+    for j in range(n):
+        rid = f"{seed}-{j}"
+        rec = {
+            "model": model,
+            "model_version": version,
+            "request_id": rid,
+            "timestamp": round(start_s + j / rate, 6),
+            "features": {
+                **{name: float(cols[name][j]) for name in NUMERIC},
+                "country": country[j],
+                "device": device[j],
+            },
+            "prediction": {"label": label[j], "score": float(score[j])},
+            "latency_ms": 20.0,
+        }
+        out.append((rid.encode(), orjson.dumps(rec)))
+    return out
+
+
+def monitor_config(bootstrap: str, prefix: str, **sections: dict[str, Any]) -> MonitorConfig:
+    data: dict[str, Any] = {
+        "kafka": {"bootstrap_servers": bootstrap, "group_id": f"{prefix}.g"},
+        "topics": {
+            "predictions": f"{prefix}.predictions",
+            "alerts": f"{prefix}.alerts",
+            "deadletter": f"{prefix}.dlq",
+            "profiles": f"{prefix}.profiles",
+        },
+        "windows": {"size": "10s", "allowed_lateness": "2s", "rolling_horizon": "30s"},
+        "metrics": {"port": 0},
+    }
+    for key, value in sections.items():
+        data[key] = {**data.get(key, {}), **value}
+    return config_from_mapping(data)
+
+
+@dataclass
+class RunningWorker:
+    worker: Worker
+    stop: threading.Event
+    thread: threading.Thread
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+
+
+@contextmanager
+def running_worker(
+    config: MonitorConfig, references: list[ModelProfile], *, partitions: int = 4
+) -> Iterator[RunningWorker]:
+    create_topic(config.kafka.bootstrap_servers, config.topics.predictions, partitions)
+    worker = Worker(config, ReferenceSet.of(references), serve_metrics=False)
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        if not worker.ingest.ready.wait(60) or not worker.aggregate.ready.wait(60):
+            raise TimeoutError(f"worker did not get its partitions: {worker.errors}")
+        yield RunningWorker(worker, stop, thread)
+    finally:
+        stop.set()
+        thread.join(60)
+    if worker.errors:
+        raise worker.errors[0]
+
+
+class Feed:
+    """A producer that keeps delivery honest (flush + error check)."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.topic = topic
+        self.producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+
+    def send(self, recs: list[tuple[bytes, bytes | None]]) -> None:
+        for key, value in recs:
+            while True:
+                try:
+                    self.producer.produce(self.topic, key=key, value=value)
+                    break
+                except BufferError:
+                    self.producer.poll(0.05)
+        assert self.producer.flush(30) == 0
+
+    def paced(self, recs: list[tuple[bytes, bytes]], rate: float) -> None:
+        """Send at about ``rate`` records/s of wall-clock time, in 50 ms slices."""
+        per_slice = max(1, int(rate / 20))
+        began = time.monotonic()
+        for i in range(0, len(recs), per_slice):
+            self.send(recs[i : i + per_slice])
+            due = began + (i + per_slice) / rate
+            time.sleep(max(0.0, due - time.monotonic()))
+
+
+class AlertWatcher:
+    """Reads the alerts topic from the beginning, in the background."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.alerts: list[dict[str, Any]] = []
+        self.received_at: list[float] = []
+        self._stop = threading.Event()
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"{topic}.watch.{time.monotonic_ns()}",
+                "auto.offset.reset": "earliest",
+            }
+        )
+        self._consumer.subscribe([topic])
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for msg in self._consumer.consume(100, timeout=0.2):
+                if msg.error() is None and msg.value():
+                    self.alerts.append(orjson.loads(msg.value()))
+                    self.received_at.append(time.time())
+        self._consumer.close()
+
+    def wait_for(
+        self, predicate: Callable[[dict[str, Any]], bool], timeout_s: float
+    ) -> dict[str, Any] | None:
+        deadline = time.monotonic() + timeout_s
+        seen = 0
+        while time.monotonic() < deadline:
+            for alert in self.alerts[seen:]:
+                if predicate(alert):
+                    return alert
+            seen = len(self.alerts)
+            time.sleep(0.1)
+        return None
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
+def save(profile: ModelProfile, path: Path) -> Path:
+    path.write_bytes(profile.to_bytes())
+    return path
