@@ -60,7 +60,6 @@ def policy_factory(config: MonitorConfig) -> Callable[[str], EvaluationPolicy]:
 class Worker:
     config: MonitorConfig
     references: ReferenceSet
-    evaluation_interval_s: float = 1.0
     flush_interval_s: float = 1.0
     checkpoint_interval_s: float = 5.0
     serve_metrics: bool = True
@@ -104,7 +103,7 @@ class Worker:
                 window_ms=c.windows.size_ms,
                 allowed_lateness_ms=c.windows.allowed_lateness_ms,
                 retention_ms=c.windows.retention_ms,
-                evaluation_interval_s=self.evaluation_interval_s,
+                evaluation_interval_s=c.evaluation.interval_ms / 1000,
                 checkpoint_interval_s=self.checkpoint_interval_s,
                 kafka=kafka,
             ),
