@@ -114,7 +114,9 @@ class Worker:
 
     def create_topics(self) -> list[str]:
         c = self.config
-        settings = {k: v for k, v in c.kafka.client_settings().items() if k != "group.id"}
+        settings: dict[str, Any] = {
+            k: v for k, v in c.kafka.client_settings().items() if k != "group.id"
+        }
         admin = AdminClient(settings)
         return ensure_topics(
             admin,
