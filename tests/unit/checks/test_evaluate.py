@@ -502,9 +502,6 @@ def test_every_result_becomes_a_valid_alert_and_resolves(ref: ModelProfile) -> N
     assert resolved == set(fired)
 
 
-@pytest.mark.xfail(
-    strict=True, reason="schemas/alert.schema.json: the check enum does not list slow_drift yet"
-)
 def test_slow_drift_alert_validates(ref: ModelProfile) -> None:
     cur = clean_window(13, shift={"x2": 1.0})
     policy = LifecyclePolicy(fire_after=1)
