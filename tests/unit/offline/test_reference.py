@@ -167,3 +167,14 @@ def test_current_missing_reference_column_is_input_error(
     other = write(pa.table({"x": [1.0, 2.0]}), tmp_path / "other.csv")
     with pytest.raises(InputError, match="named by the reference profile's schema is not in"):
         profile_like(ref, [other])
+
+
+def test_progress_line_reports_rows_and_bytes(data_files: dict[str, Path]) -> None:
+    import io
+
+    stream = io.StringIO()
+    build_reference([data_files["csv"]], model="m", show_progress=True, progress_stream=stream)
+    text = stream.getvalue()
+    assert text.startswith("\rtrain.csv")
+    assert "100.0% 4k rows" in text
+    assert "rows/s" in text and text.endswith("\n")
