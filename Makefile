@@ -3,9 +3,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+DEMO_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help system-deps setup test test-unit test-integration lint format typecheck ci broker-start broker-stop broker-status clean
+.PHONY: help system-deps setup demo test test-unit test-integration lint format typecheck ci broker-start broker-stop broker-status clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-18s %s\n", $$1, $$2}'
@@ -20,6 +21,9 @@ system-deps: ## Install the Debian packages the broker needs (Java 17, Maven) if
 	bash scripts/install-system-deps.sh
 
 setup: system-deps $(BIN)/.installed ## Install system packages, create .venv, install streamproc[test]
+
+demo: setup ## The main command: local Kafka + worker + a live model with a scripted incident (~3 min)
+	$(BIN)/streamproc demo $(DEMO_ARGS)
 
 test: setup ## Set up, then run every test (unit + integration on a real Kafka broker)
 	$(BIN)/pytest $(PYTEST_ARGS)

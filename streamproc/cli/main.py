@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "streamproc.cli.profile_cmd",
     "streamproc.cli.drift_cmd",
     "streamproc.cli.worker_cmd",
+    "streamproc.cli.demo_cmd",
 )
 
 
