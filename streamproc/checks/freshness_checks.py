@@ -5,8 +5,9 @@ with ``feature`` naming the lag (``data_lag``, ``pipeline_lag``, ``processing_la
 each fires and resolves on its own. The statistic is the lag's p95 in seconds from its
 KLL sketch; above the policy threshold → warning, above ``lag_critical_factor`` × the
 threshold → critical. A lag with fewer than ``freshness_min_samples`` values is not
-evaluated. Processing lag is wall-clock based and skipped when
-``policy.skip_wall_clock_lags`` is set (replay).
+evaluated. Pipeline and processing lags involve the Kafka append time and the wall
+clock, so they are skipped when ``policy.skip_wall_clock_lags`` is set (replay: re-produced
+historical records are appended now, so their pipeline lag is their age).
 
 ``staleness`` is not a window check: it compares the newest event time seen with "now",
 which the caller passes (never read from a clock here).
@@ -30,8 +31,8 @@ def freshness_results(
 ) -> list[CheckResult]:
     """One ``freshness`` result per lag with enough samples."""
     lags = [("data_lag", DATA_LAG, policy.data_lag_p95_s)]
-    lags.append(("pipeline_lag", PIPELINE_LAG, policy.pipeline_lag_p95_s))
     if not policy.skip_wall_clock_lags:
+        lags.append(("pipeline_lag", PIPELINE_LAG, policy.pipeline_lag_p95_s))
         lags.append(("processing_lag", PROCESSING_LAG, policy.processing_lag_p95_s))
     out: list[CheckResult] = []
     for name, key, threshold in lags:

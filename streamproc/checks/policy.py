@@ -26,9 +26,10 @@ about (a category moving from 20.0% to 20.3%). A categorical PSI or JS breach mu
 significant (chi-squared p-value < ``chi2_alpha``); chi-squared never alerts by itself.
 KS is gated the same way by its own critical value (``Thresholds.ks_alpha``).
 
-``skip_wall_clock_lags``: during a replay, processing lag measures how old the replayed
-data are, not how late the pipeline is; set it to skip that lag (pipeline and data lags
-compare timestamps written with the data and stay meaningful).
+``skip_wall_clock_lags``: during a replay, pipeline and processing lags measure how old
+the replayed data are (re-produced records are appended now), not how late the pipeline
+is; set it to skip both (data lag compares two timestamps written with the data and
+stays meaningful).
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
 """Evaluation glue: windows of the aggregate state → checks → alert lifecycle → messages.
 
 For each model version that received data since the last tick: every newly closed
-window gets its final evaluation (oldest first), then the open window a provisional
-one (its end taken as the newest event time so far, so a sudden break alerts within
-seconds), then the rolling horizon (``slow_drift``). The lifecycle clock of these
-data checks is event time, so a replay emits the alerts a live run would. Staleness
+window gets its final evaluation, and the rolling horizon ending with it (``slow_drift``),
+oldest first; then, when live, the open window a provisional one (its end taken as the
+newest event time so far, so a sudden break alerts within seconds). The lifecycle
+clock of these data checks is event time, and while replaying only closed windows
+count, so a replay emits the alerts of its windows whatever the speed of the input. Staleness
 is evaluated for every model on every tick against the wall clock, except while the
 model's data is historical (replay).
 """
@@ -74,6 +75,16 @@ class Evaluator:
                 window_start_ms=window.start_ms,
                 window_end_ms=window.end_ms,
             )
+            profile, ops, start = state.horizon(mkey, self.horizon_ms, as_of_ms=window.end_ms)
+            results += evaluate_window(
+                reference,
+                profile,
+                ops,
+                policy,
+                window_start_ms=start,
+                window_end_ms=window.end_ms,
+                scope="rolling",
+            )
             window.final = True
             state.dirty.add(window.key)
         newest = state.clocks[mkey].newest_event_ms
@@ -88,17 +99,8 @@ class Evaluator:
                 window_end_ms=max(open_window.start_ms, min(newest + 1, open_window.end_ms)),
             )
             self._export(mkey, window_results, open_window.profile, open_window.ops)
-            results += window_results
-            profile, ops, start = state.horizon(mkey, self.horizon_ms)
-            results += evaluate_window(
-                reference,
-                profile,
-                ops,
-                policy,
-                window_start_ms=start,
-                window_end_ms=newest + 1,
-                scope="rolling",
-            )
+            if not replaying:  # provisional verdicts depend on arrival timing: live only
+                results += window_results
         self.metrics.evaluation_seconds.observe(time.perf_counter() - began)
         self.metrics.replaying.labels(mkey[0]).set(1 if replaying else 0)
         return self._advance(results, now_ms=newest)

@@ -177,12 +177,14 @@ class IngestLoop:
         offsets = np.fromiter((m.offset() for m in good), np.int64, len(good))
         append_s = np.fromiter((m.timestamp()[1] for m in good), np.float64, len(good)) / 1e3
         received = time.time()
+        seen: list[tuple[str, str, np.ndarray, np.ndarray]] = []
         for batch in result.batches.values():
             model, version, window_start = batch.model, batch.model_version, batch.window_start_ms
             rows_p = partitions[batch.indices]
             rows_o = offsets[batch.indices]
             window_end = window_start + s.window_ms
-            late = self._late_rows(model, version, window_end, rows_p, batch.timestamps)
+            seen.append((model, version, rows_p, batch.timestamps))
+            late = self._late_rows(model, version, window_end, rows_p)
             if late is not None:
                 for pos in batch.indices[late]:
                     self._dead_letter(good[pos], LATE_EVENT, "older than the allowed lateness")
@@ -198,24 +200,31 @@ class IngestLoop:
                 buf = self._buffers[key] = WindowBuffer(model, version, window_start, window_end)
             buf.add(BufferedChunk(batch, append_s[batch.indices], received), rows_p, rows_o)
             self.metrics.events_total.labels(model).inc(batch.n)
+        self._advance_newest(seen)
         self.metrics.ingest_batch_seconds.observe(time.perf_counter() - began)
 
     def _late_rows(
-        self, model: str, version: str, window_end: int, parts: np.ndarray, ts: np.ndarray
+        self, model: str, version: str, window_end: int, parts: np.ndarray
     ) -> np.ndarray | None:
         """Rows whose window closed more than the allowed lateness before the newest event
-        seen on their partition; updates the per-partition newest event time."""
+        seen on their partition in earlier batches (rows of one batch are never late
+        relative to each other: windows of a batch are visited in no particular order)."""
         late_mask: np.ndarray | None = None
         for p in np.unique(parts):
-            sel = parts == p
-            key = (int(p), model, version)
-            newest = self._newest_ms.get(key, 0)
+            newest = self._newest_ms.get((int(p), model, version), 0)
             if window_end + self.settings.allowed_lateness_ms <= newest:
+                sel = parts == p
                 late_mask = sel if late_mask is None else (late_mask | sel)
-            batch_newest = int(ts[sel].max() * 1000)
-            if batch_newest > newest:
-                self._newest_ms[key] = batch_newest
         return late_mask
+
+    def _advance_newest(self, batches: list[tuple[str, str, np.ndarray, np.ndarray]]) -> None:
+        """Record the newest event time per (partition, model, version) of a batch."""
+        for model, version, parts, ts in batches:
+            for p in np.unique(parts):
+                key = (int(p), model, version)
+                newest = int(ts[parts == p].max() * 1000)
+                if newest > self._newest_ms.get(key, 0):
+                    self._newest_ms[key] = newest
 
     def _dead_letter(self, msg: Message, reason: str, detail: str) -> None:
         headers = deadletter_headers(

@@ -180,12 +180,18 @@ class AggregateState:
         windows = [w for w in self.model_windows(mkey) if w.end_ms > mark]
         return windows[-1] if windows else None
 
-    def horizon(self, mkey: ModelKey, horizon_ms: int) -> tuple[ModelProfile, ModelProfile, int]:
-        """Merged (profile, ops, start_ms) of the windows ending within ``horizon_ms`` of
-        the newest event time."""
-        clock = self.clocks[mkey]
-        since = clock.newest_event_ms - horizon_ms
-        chosen = [w for w in self.model_windows(mkey) if w.end_ms > since]
+    def horizon(
+        self, mkey: ModelKey, horizon_ms: int, as_of_ms: int | None = None
+    ) -> tuple[ModelProfile, ModelProfile, int]:
+        """Merged (profile, ops, start_ms) of the windows ending in
+        ``(as_of − horizon, as_of]`` (``as_of`` defaults to the newest event time)."""
+        until = self.clocks[mkey].newest_event_ms if as_of_ms is None else as_of_ms
+        since = until - horizon_ms
+        chosen = [
+            w
+            for w in self.model_windows(mkey)
+            if since < w.end_ms and (as_of_ms is None or w.end_ms <= until)
+        ]
         if not chosen:
             raise KeyError(f"no windows for {mkey}")
         profile, ops = chosen[0].profile, chosen[0].ops

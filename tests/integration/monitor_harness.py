@@ -201,3 +201,63 @@ class AlertWatcher:
 def save(profile: ModelProfile, path: Path) -> Path:
     path.write_bytes(profile.to_bytes())
     return path
+
+
+def window_counts(bootstrap: str, state_topic: str, timeout_s: float = 30) -> dict[int, int]:
+    """Rows per window start (ms) as checkpointed on the state topic (latest per key)."""
+    from confluent_kafka import TopicPartition
+    from confluent_kafka.admin import AdminClient
+
+    from streamproc.monitor.state import WindowState
+
+    meta = AdminClient({"bootstrap.servers": bootstrap}).list_topics(state_topic, timeout=10)
+    partitions = list(meta.topics[state_topic].partitions)
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"{state_topic}.read.{time.monotonic_ns()}",
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+        }
+    )
+    latest: dict[bytes, bytes | None] = {}
+    try:
+        ends = {}
+        for p in partitions:
+            lo, hi = consumer.get_watermark_offsets(TopicPartition(state_topic, p), timeout=10)
+            if hi > lo:
+                ends[p] = hi
+        consumer.assign([TopicPartition(state_topic, p, 0) for p in ends])
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for msg in consumer.consume(1000, timeout=0.3):
+                if msg.error() is None:
+                    latest[msg.key() or b""] = msg.value()
+            positions = consumer.position([TopicPartition(state_topic, p) for p in ends])
+            if all(tp.offset >= ends[tp.partition] for tp in positions):
+                break
+    finally:
+        consumer.close()
+    counts: dict[int, int] = {}
+    for key, value in latest.items():
+        if value is not None and orjson.loads(key)[0] == "w":
+            window = WindowState.from_bytes(value)
+            counts[window.start_ms] = counts.get(window.start_ms, 0) + window.profile.row_count
+    return counts
+
+
+def expected_counts(recs: list[tuple[bytes, bytes]], window_ms: int) -> dict[int, int]:
+    counts: dict[int, int] = {}
+    for _key, value in recs:
+        start = int(orjson.loads(value)["timestamp"] * 1000) // window_ms * window_ms
+        counts[start] = counts.get(start, 0) + 1
+    return counts
+
+
+def wait_until(predicate: Callable[[], bool], timeout_s: float, every_s: float = 0.2) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(every_s)
+    return predicate()
