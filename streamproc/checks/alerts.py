@@ -40,6 +40,7 @@ _VERB: Final = {
     "staleness": "has no new events",
     "degenerate_output": "collapsed",
     "dataset_drift": "drifted",
+    "slow_drift": "drifted",
 }
 _RESOLVED_VERB: Final = {
     "feature_drift": "no longer drifts",
@@ -51,6 +52,7 @@ _RESOLVED_VERB: Final = {
     "staleness": "is receiving events again",
     "degenerate_output": "varies normally again",
     "dataset_drift": "no longer drifts",
+    "slow_drift": "no longer drifts",
 }
 _ABBREVIATIONS: Final = {"psi": "PSI", "ks": "KS", "js": "JS", "jsd": "JSD", "kl": "KL"}
 

@@ -140,6 +140,8 @@ class AggregateLoop:
         finally:
             consumer.close()
             alerts.flush(10)
+            producer.flush(10)
+            self._consumer = self._producer = self._alerts = None
 
     # ------------------------------------------------------------------ deltas
 

@@ -128,6 +128,7 @@ class IngestLoop:
         finally:
             consumer.close()
             producer.flush(10)
+            self._consumer = self._producer = None
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("ingest assigned %s", [p.partition for p in partitions])

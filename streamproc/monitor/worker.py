@@ -131,8 +131,9 @@ class Worker:
     def run(self, stop: threading.Event) -> None:
         """Run both stages until ``stop`` is set or one of them fails (then re-raise)."""
         self.create_topics()
+        server = None
         if self.serve_metrics:
-            start_http_server(
+            server, _thread = start_http_server(
                 self.config.metrics.port, self.config.metrics.host, self.metrics.registry
             )
         threads = [
@@ -143,6 +144,9 @@ class Worker:
             t.start()
         for t in threads:
             t.join()
+        if server is not None:
+            server.shutdown()
+            server.server_close()
         if self.errors:
             raise self.errors[0]
 

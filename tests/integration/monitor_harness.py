@@ -261,3 +261,21 @@ def wait_until(predicate: Callable[[], bool], timeout_s: float, every_s: float =
             return True
         time.sleep(every_s)
     return predicate()
+
+
+def wait_drained(worker: Worker, n_events: int, timeout_s: float = 120) -> bool:
+    """Until ingest accepted ``n_events`` and the aggregate merged every published delta."""
+    registry = worker.metrics.registry
+
+    def value(name: str, labels: dict[str, str] | None = None) -> float:
+        return registry.get_sample_value(name, labels or {}) or 0.0
+
+    def drained() -> bool:
+        published = value("streamproc_deltas_published_total")
+        return (
+            value("streamproc_events_total", {"model": "credit"}) >= n_events
+            and published > 0
+            and value("streamproc_deltas_applied_total") >= published
+        )
+
+    return wait_until(drained, timeout_s)

@@ -19,18 +19,11 @@ from tests.integration.monitor_harness import (
     records,
     reference_profile,
     running_worker,
-    wait_until,
+    wait_drained,
     window_counts,
 )
 
 YEAR_S = 365 * 86_400
-
-
-def _events(worker_metrics: object) -> float:
-    value = worker_metrics.registry.get_sample_value(  # type: ignore[attr-defined]
-        "streamproc_events_total", {"model": "credit"}
-    )
-    return value or 0.0
 
 
 def test_no_false_alarms_on_200k_reference_events(
@@ -44,8 +37,8 @@ def test_no_false_alarms_on_200k_reference_events(
     try:
         with running_worker(config, [reference_profile()]) as run:
             Feed(bootstrap_servers, config.topics.predictions).send(recs)
-            assert wait_until(lambda: _events(run.worker.metrics) >= 200_000, 180)
-            time.sleep(3)  # let the last deltas be merged and evaluated
+            assert wait_drained(run.worker, 200_000, 180)
+            time.sleep(1.5)  # one more evaluation tick
         counts = window_counts(bootstrap_servers, state_topic_name(config.topics.profiles))
     finally:
         watcher.close()
@@ -80,7 +73,7 @@ def test_bad_records_are_dead_lettered_and_valid_ones_counted_once(
             stream.append((key, value))
     with running_worker(config, [reference_profile()]) as run:
         Feed(bootstrap_servers, config.topics.predictions).send(stream)
-        assert wait_until(lambda: _events(run.worker.metrics) >= len(good), 60)
+        assert wait_drained(run.worker, len(good), 60)
         dlq = consume_n(
             bootstrap_servers, config.topics.deadletter, prefix + ".dlq", n=len(bad), linger_s=2
         )
