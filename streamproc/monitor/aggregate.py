@@ -38,6 +38,7 @@ from streamproc.checks.lifecycle import AlertState
 from streamproc.core.errors import ProfileFormatError
 from streamproc.monitor.delta import ProfileDelta
 from streamproc.monitor.evaluator import Alert, Evaluator
+from streamproc.monitor.lag import report_lag
 from streamproc.monitor.metrics import Metrics
 from streamproc.monitor.state import AggregateState, ModelKey, WindowState
 
@@ -132,6 +133,7 @@ class AggregateLoop:
                 if now - last_eval >= s.evaluation_interval_s:
                     last_eval = now
                     self.evaluate()
+                    report_lag(consumer, "aggregate", self.metrics.consumer_lag)
                 if now - last_ckpt >= s.checkpoint_interval_s:
                     last_ckpt = now
                     self.checkpoint()

@@ -35,6 +35,7 @@ from confluent_kafka import (
 
 from streamproc.contracts.framing import deadletter_headers
 from streamproc.contracts.prediction import decode_predictions
+from streamproc.monitor.lag import report_lag
 from streamproc.monitor.metrics import Metrics
 from streamproc.monitor.references import ReferenceSet
 from streamproc.monitor.window_buffer import BufferedChunk, WindowBuffer, build_delta
@@ -124,6 +125,7 @@ class IngestLoop:
                     self.process(messages)
                 if time.monotonic() - self._last_flush >= self.settings.flush_interval_s:
                     self.flush()
+                    report_lag(consumer, "ingest", self.metrics.consumer_lag)
             self.flush()
         finally:
             consumer.close()

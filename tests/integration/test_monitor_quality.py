@@ -39,6 +39,16 @@ def test_no_false_alarms_on_200k_reference_events(
             Feed(bootstrap_servers, config.topics.predictions).send(recs)
             assert wait_drained(run.worker, 200_000, 180)
             time.sleep(1.5)  # one more evaluation tick
+            registry = run.worker.metrics.registry
+            lags = [
+                registry.get_sample_value(
+                    "streamproc_consumer_lag_messages",
+                    {"stage": "ingest", "topic": config.topics.predictions, "partition": str(p)},
+                )
+                for p in range(4)
+            ]
+            assert lags == [0.0, 0.0, 0.0, 0.0]
+            assert registry.get_sample_value("streamproc_replaying", {"model": "credit"}) == 1
         counts = window_counts(bootstrap_servers, state_topic_name(config.topics.profiles))
     finally:
         watcher.close()
