@@ -137,7 +137,13 @@ class CategoryCounts:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, CategoryCounts):
             return NotImplemented
-        return self.total == other.total and self.counts() == other.counts()
+        return (
+            self.total == other.total
+            and self.is_exact == other.is_exact
+            and (self.max_categories, self.lg_max_map_size)
+            == (other.max_categories, other.lg_max_map_size)
+            and self.counts() == other.counts()
+        )
 
     __hash__ = None  # type: ignore[assignment]
 

@@ -393,15 +393,19 @@ class FeatureProfile:
         return d
 
     def __eq__(self, other: object) -> bool:
-        """Same counts, moments, KLL and categories, and the same HLL estimate (HLL
-        bytes are not canonical: a deserialized list-mode sketch reorders its list)."""
+        """Same counts, moments, KLL and categories, and the same HLL estimate.
+
+        HLL and frequent-items bytes are not canonical (a deserialized list-mode HLL
+        or frequent-items map reorders its entries), so those compare by content."""
         if not isinstance(other, FeatureProfile):
             return NotImplemented
         (ma, ba), (mb, bb) = self._state(), other._state()
+        ma.pop("categories", None)
+        mb.pop("categories", None)
         return (
             ma == mb
             and ba[0] == bb[0]
-            and ba[2] == bb[2]
+            and self.categories == other.categories
             and _hll_estimate(self.hll) == _hll_estimate(other.hll)
         )
 
