@@ -4,7 +4,7 @@ Layout (little-endian)::
 
     magic      4 bytes   b"SPFP" feature profile, b"SPMP" model profile
     version    u16       FORMAT_VERSION (1)
-    flags      u16       reserved, 0
+    flags      u16       reserved, must be 0
     body_len   u32       bytes after the header
     crc32      u32       zlib.crc32 of the body
     body:
@@ -66,6 +66,8 @@ def unpack(data: bytes, magic: bytes, what: str) -> tuple[dict[str, Any], list[b
             f"{what}: format version {version} is not supported "
             f"(this build reads versions {sorted(SUPPORTED_VERSIONS)}); {hint}"
         )
+    if _flags != 0:
+        raise ProfileFormatError(f"{what}: corrupt, reserved header flags are {_flags:#06x}")
     body = data[_HEADER.size :]
     if len(body) < body_len:
         raise ProfileFormatError(f"{what}: truncated, body has {len(body)} of {body_len} bytes")

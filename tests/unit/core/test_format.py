@@ -76,3 +76,10 @@ def test_any_single_byte_corruption_is_detected(pos: int, value: int) -> None:
     data[pos] = value
     with pytest.raises(ProfileFormatError):
         FeatureProfile.from_bytes(bytes(data))
+
+
+def test_nonzero_reserved_flags_are_corrupt() -> None:
+    data = bytearray(_feature_bytes())
+    data[6] = 1
+    with pytest.raises(ProfileFormatError, match="corrupt, reserved header flags"):
+        FeatureProfile.from_bytes(bytes(data))
