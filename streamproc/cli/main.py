@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "streamproc.cli.drift_cmd",
     "streamproc.cli.worker_cmd",
     "streamproc.cli.demo_cmd",
+    "streamproc.cli.alerts_cmd",
 )
 
 
