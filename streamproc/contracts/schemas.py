@@ -15,8 +15,14 @@ from typing import Any
 
 from jsonschema import Draft202012Validator, FormatChecker
 
-#: ``<repo>/schemas``: this file is ``<repo>/streamproc/contracts/schemas.py``.
-SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
+_PACKAGE_SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
+#: The schemas shipped with the package (``streamproc/schemas``: package data in the
+#: wheel; in a checkout, a symlink to ``<repo>/schemas``), else ``<repo>/schemas``.
+SCHEMA_DIR = (
+    _PACKAGE_SCHEMAS
+    if _PACKAGE_SCHEMAS.is_dir()
+    else Path(__file__).resolve().parents[2] / "schemas"
+)
 _SUFFIX = ".schema.json"
 
 
