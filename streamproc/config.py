@@ -118,6 +118,24 @@ class FreshnessConfig:
 
 
 @dataclass(frozen=True)
+class ServiceConfig:
+    """Model-service health thresholds (see streamproc/checks/service_checks.py)."""
+
+    latency_sla_ms: float = 0.0
+    """p95 latency SLA in ms; 0 compares latency with the reference only."""
+    error_rate_warning: float = 0.01
+    error_rate_critical: float = 0.05
+    fallback_rate_warning: float = 0.05
+    fallback_rate_critical: float = 0.20
+    volume_change_warning: float = 0.5
+    volume_change_critical: float = 0.8
+    expected_versions: Mapping[str, tuple[str, ...]] = field(default_factory=_empty)
+    """Per model: the versions allowed to serve (empty: any)."""
+    rollout: bool = False
+    """A declared rollout: several versions may serve at once."""
+
+
+@dataclass(frozen=True)
 class LimitsConfig:
     max_message_bytes: int = field(default=1 << 20, metadata={"kind": "size"})
 
@@ -169,6 +187,7 @@ class MonitorConfig:
     thresholds: ThresholdsConfig = field(default_factory=ThresholdsConfig)
     freshness: FreshnessConfig = field(default_factory=FreshnessConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    service: ServiceConfig = field(default_factory=ServiceConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     references: Mapping[str, Path] = field(default_factory=_empty)
@@ -301,6 +320,10 @@ def _convert(f: dataclasses.Field[Any], value: object) -> Any:
     default = f.default
     if isinstance(default, bool):
         return _parse_bool(value)
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"expected a number, got {value!r}")
+        return float(value)
     if isinstance(default, int):
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError(f"expected an integer, got {value!r}")
@@ -320,6 +343,12 @@ def _convert(f: dataclasses.Field[Any], value: object) -> Any:
         if unknown:
             raise ValueError(f"unknown check(s) {sorted(unknown)}; known: {list(CHECK_NAMES)}")
         return _frozen(value)
+    if f.name == "expected_versions":
+        if not isinstance(value, Mapping) or not all(
+            isinstance(v, list) and all(isinstance(x, str) for x in v) for v in value.values()
+        ):
+            raise ValueError('expected a table of model = ["version", ...]')
+        return _frozen({k: tuple(v) for k, v in value.items()})
     raise ValueError(f"unsupported option {f.name}")  # pragma: no cover
 
 
@@ -331,6 +360,7 @@ _SECTIONS: Final[dict[str, type[Any]]] = {
     "lifecycle": LifecycleConfig,
     "freshness": FreshnessConfig,
     "limits": LimitsConfig,
+    "service": ServiceConfig,
     "metrics": MetricsConfig,
     "alerts": AlertsConfig,
 }

@@ -41,6 +41,11 @@ _VERB: Final = {
     "degenerate_output": "collapsed",
     "dataset_drift": "drifted",
     "slow_drift": "drifted",
+    "latency": "is slow",
+    "error_rate": "fails too often",
+    "fallback_rate": "falls back too often",
+    "volume": "traffic volume moved",
+    "model_version": "serves an unexpected version mix",
 }
 _RESOLVED_VERB: Final = {
     "feature_drift": "no longer drifts",
@@ -53,6 +58,11 @@ _RESOLVED_VERB: Final = {
     "degenerate_output": "varies normally again",
     "dataset_drift": "no longer drifts",
     "slow_drift": "no longer drifts",
+    "latency": "latency is back to normal",
+    "error_rate": "error rate is back to normal",
+    "fallback_rate": "fallback rate is back to normal",
+    "volume": "traffic volume is back to normal",
+    "model_version": "serves the expected versions again",
 }
 _ABBREVIATIONS: Final = {"psi": "PSI", "ks": "KS", "js": "JS", "jsd": "JSD", "kl": "KL"}
 

@@ -18,6 +18,11 @@ STALENESS: Final = "staleness"
 DEGENERATE_OUTPUT: Final = "degenerate_output"
 DATASET_DRIFT: Final = "dataset_drift"
 SLOW_DRIFT: Final = "slow_drift"
+LATENCY: Final = "latency"
+ERROR_RATE: Final = "error_rate"
+FALLBACK_RATE: Final = "fallback_rate"
+VOLUME: Final = "volume"
+MODEL_VERSION: Final = "model_version"
 
 CHECK_NAMES: Final = (
     FEATURE_DRIFT,
@@ -30,6 +35,11 @@ CHECK_NAMES: Final = (
     DEGENERATE_OUTPUT,
     DATASET_DRIFT,
     SLOW_DRIFT,
+    LATENCY,
+    ERROR_RATE,
+    FALLBACK_RATE,
+    VOLUME,
+    MODEL_VERSION,
 )
 """Every check; each has a section in docs/RUNBOOK.md whose anchor is the name with
 ``_`` replaced by ``-`` (e.g. ``#feature-drift``)."""

@@ -18,16 +18,25 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from streamproc.checks.context import Window
 from streamproc.checks.evaluate import evaluate_window
 from streamproc.checks.freshness_checks import evaluate_staleness
 from streamproc.checks.lifecycle import AlertState, LifecyclePolicy, step
 from streamproc.checks.policy import EvaluationPolicy
 from streamproc.checks.result import CheckResult
+from streamproc.checks.service_checks import (
+    ServicePolicy,
+    latency_result,
+    rate_results,
+    version_results,
+    volume_baseline,
+    volume_result,
+)
 from streamproc.core.model_profile import ModelProfile
 from streamproc.monitor.metrics import Metrics
-from streamproc.monitor.ops import DATA_LAG, PIPELINE_LAG, PROCESSING_LAG
+from streamproc.monitor.ops import DATA_LAG, ERROR, FALLBACK, PIPELINE_LAG, PROCESSING_LAG
 from streamproc.monitor.references import ReferenceSet
-from streamproc.monitor.state import AggregateState, ModelKey
+from streamproc.monitor.state import AggregateState, ModelKey, WindowState
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +50,8 @@ class Evaluator:
     lifecycle: LifecyclePolicy
     horizon_ms: int
     metrics: Metrics
+    service_for: Callable[[str], ServicePolicy] = lambda _model: ServicePolicy()
+    """Model-service health thresholds per model."""
     replay: bool = False
     """Force replay mode: wall-clock checks (staleness, processing lag) never run."""
     alert_states: dict[str, AlertState] = field(default_factory=dict)
@@ -85,6 +96,7 @@ class Evaluator:
                 window_end_ms=window.end_ms,
                 scope="rolling",
             )
+            results += self._service(state, mkey, window, reference, final=True)
             window.final = True
             state.dirty.add(window.key)
         newest = state.clocks[mkey].newest_event_ms
@@ -98,12 +110,61 @@ class Evaluator:
                 window_start_ms=open_window.start_ms,
                 window_end_ms=max(open_window.start_ms, min(newest + 1, open_window.end_ms)),
             )
+            window_results += self._service(state, mkey, open_window, reference, final=False)
             self._export(mkey, window_results, open_window.profile, open_window.ops)
             if not replaying:  # provisional verdicts depend on arrival timing: live only
                 results += window_results
+            results += self._versions(state, mkey[0])
         self.metrics.evaluation_seconds.observe(time.perf_counter() - began)
         self.metrics.replaying.labels(mkey[0]).set(1 if replaying else 0)
         return self._advance(results, now_ms=newest)
+
+    def _service(
+        self,
+        state: AggregateState,
+        mkey: ModelKey,
+        window: WindowState,
+        reference: ModelProfile,
+        *,
+        final: bool,
+    ) -> list[CheckResult]:
+        """Latency, error and fallback rates of a window; volume once it is closed."""
+        policy = self.service_for(mkey[0])
+        end = window.end_ms if final else state.clocks[mkey].newest_event_ms + 1
+        w = Window(mkey[0], mkey[1], window.start_ms, max(window.start_ms, min(end, window.end_ms)))
+        out = rate_results(w, window.ops, policy)
+        latency = latency_result(w, window.profile, reference, policy)
+        if latency is not None:
+            out.append(latency)
+        if final:
+            counts = {
+                x.start_ms: x.profile.row_count
+                for x in state.model_windows(mkey)
+                if x.final and x.start_ms < window.start_ms
+            }
+            baseline = volume_baseline(
+                window.start_ms, counts, window.end_ms - window.start_ms, policy.volume_min_baseline
+            )
+            volume = volume_result(w, window.profile.row_count, baseline, policy)
+            if volume is not None:
+                out.append(volume)
+        return out
+
+    def _versions(self, state: AggregateState, model: str) -> list[CheckResult]:
+        """Which versions of ``model`` served within the last two windows of event time."""
+        clocks = {v: c for (m, v), c in state.clocks.items() if m == model}
+        newest = max(c.newest_event_ms for c in clocks.values())
+        recent = 2 * state.window_ms
+        serving = sorted(v for v, c in clocks.items() if c.newest_event_ms >= newest - recent)
+        for version in serving:
+            self.metrics.model_versions.labels(model, version).set(1)
+        return version_results(
+            model,
+            serving,
+            self.service_for(model),
+            window_start_ms=newest - recent,
+            window_end_ms=newest + 1,
+        )
 
     def evaluate_staleness(self, state: AggregateState, wall_ms: int) -> list[Alert]:
         alerts: list[Alert] = []
@@ -157,6 +218,17 @@ class Evaluator:
             m.drift_value.labels(model, r.feature, r.statistic).set(r.value)
             if r.statistic == "new_category_share":
                 m.unseen_category_share.labels(model, r.feature).set(r.value)
+        if profile.latency_ms is not None and profile.latency_ms.valid_count:
+            for q, value in zip(
+                _LAG_QUANTILES, profile.latency_ms.quantiles(_LAG_QUANTILES), strict=True
+            ):
+                m.latency_ms.labels(model, f"{q:g}").set(float(value))
+        for name, gauge in ((ERROR, m.error_rate), (FALLBACK, m.fallback_rate)):
+            flag = ops.features.get(name)
+            if flag is not None and flag.valid_count:
+                gauge.labels(model).set(
+                    dict(flag.top_categories(2)).get("true", 0) / flag.valid_count
+                )
         for lag in (PIPELINE_LAG, PROCESSING_LAG, DATA_LAG):
             sketch = ops.features.get(lag)
             if sketch is None or sketch.valid_count == 0:

@@ -37,6 +37,10 @@ class Metrics(NamedTuple):
     alerts_firing: Gauge
     alerts_emitted_total: Counter
     replaying: Gauge
+    latency_ms: Gauge
+    error_rate: Gauge
+    fallback_rate: Gauge
+    model_versions: Gauge
 
 
 def create(registry: CollectorRegistry | None = None, prefix: str = PREFIX) -> Metrics:
@@ -141,6 +145,30 @@ def create(registry: CollectorRegistry | None = None, prefix: str = PREFIX) -> M
             name("replaying"),
             "1 while the model's data is historical (wall-clock checks paused)",
             ["model"],
+            registry=reg,
+        ),
+        latency_ms=Gauge(
+            name("latency_ms"),
+            "Inference latency quantiles of the open window, milliseconds",
+            ["model", "quantile"],
+            registry=reg,
+        ),
+        error_rate=Gauge(
+            name("error_rate_ratio"),
+            "Share of records with the error flag in the open window",
+            ["model"],
+            registry=reg,
+        ),
+        fallback_rate=Gauge(
+            name("fallback_rate_ratio"),
+            "Share of records served by the fallback in the open window",
+            ["model"],
+            registry=reg,
+        ),
+        model_versions=Gauge(
+            name("model_version_serving"),
+            "1 for each model version seen serving recently",
+            ["model", "model_version"],
             registry=reg,
         ),
     )

@@ -18,6 +18,7 @@ from confluent_kafka.admin import AdminClient
 from prometheus_client import start_http_server
 
 from streamproc.checks.policy import EvaluationPolicy
+from streamproc.checks.service_checks import ServicePolicy
 from streamproc.config import MonitorConfig
 from streamproc.core.thresholds import DEFAULT_THRESHOLDS
 from streamproc.monitor import metrics as metrics_module
@@ -56,6 +57,26 @@ def policy_factory(config: MonitorConfig) -> Callable[[str], EvaluationPolicy]:
     return policy_for
 
 
+def service_factory(config: MonitorConfig) -> Callable[[str], ServicePolicy]:
+    """Model-service health policy per model from the [service] section."""
+    svc = config.service
+
+    def service_for(model: str) -> ServicePolicy:
+        return ServicePolicy(
+            latency_sla_ms=svc.latency_sla_ms or None,
+            error_rate_warning=svc.error_rate_warning,
+            error_rate_critical=svc.error_rate_critical,
+            fallback_rate_warning=svc.fallback_rate_warning,
+            fallback_rate_critical=svc.fallback_rate_critical,
+            volume_change_warning=svc.volume_change_warning,
+            volume_change_critical=svc.volume_change_critical,
+            expected_versions=frozenset(svc.expected_versions.get(model, ())),
+            rollout=svc.rollout,
+        )
+
+    return service_for
+
+
 @dataclass
 class Worker:
     config: MonitorConfig
@@ -89,6 +110,7 @@ class Worker:
         evaluator = Evaluator(
             references=self.references,
             policy_for=policy_factory(c),
+            service_for=service_factory(c),
             lifecycle=c.lifecycle_policy(),
             horizon_ms=c.windows.rolling_horizon_ms,
             metrics=self.metrics,

@@ -37,6 +37,7 @@ def reference_profile(model: str = "credit", version: str = "1", n: int = 50_000
         columns,
         predictions=rng.beta(2, 5, n),
         predicted_labels=rng.choice(np.array(["approve", "deny"], dtype=object), n, p=[0.7, 0.3]),
+        latency_ms=rng.gamma(4.0, 5.0, n),
     )
 
 
@@ -49,6 +50,9 @@ def records(
     model: str = "credit",
     version: str = "1",
     shift: dict[str, float] | None = None,
+    latency_scale: float = 1.0,
+    fallback_share: float = 0.0,
+    error_share: float = 0.0,
 ) -> list[tuple[bytes, bytes]]:
     """``n`` prediction-log records from the reference distributions (``shift`` moves the
     named numeric features by that many standard deviations), event times at ``rate``/s."""
@@ -62,6 +66,9 @@ def records(
     device = rng.choice(DEVICES, n)
     score = rng.beta(2, 5, n)
     label = rng.choice(np.array(["approve", "deny"], dtype=object), n, p=[0.7, 0.3])
+    latency = rng.gamma(4.0, 5.0, n) * latency_scale
+    fallback = rng.random(n) < fallback_share
+    error = rng.random(n) < error_share
     out = []
     for j in range(n):
         rid = f"{seed}-{j}"
@@ -76,8 +83,12 @@ def records(
                 "device": device[j],
             },
             "prediction": {"label": label[j], "score": float(score[j])},
-            "latency_ms": 20.0,
+            "latency_ms": round(float(latency[j]), 3),
         }
+        if fallback_share:
+            rec["fallback"] = bool(fallback[j])
+        if error_share:
+            rec["error"] = "timeout" if error[j] else False
         out.append((rid.encode(), orjson.dumps(rec)))
     return out
 
