@@ -6,7 +6,8 @@ PYTEST_ARGS ?=
 DEMO_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help system-deps setup demo test test-unit test-integration lint format typecheck ci broker-start broker-stop broker-status clean
+.PHONY: help system-deps setup demo test test-unit test-integration lint format typecheck ci broker-start broker-stop broker-status clean \
+	bench-ingest bench-latency bench-state bench-scaleout
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-18s %s\n", $$1, $$2}'
@@ -55,6 +56,18 @@ broker-stop: setup ## Stop the local dev broker
 
 broker-status: setup ## Show the local dev broker's state and log path
 	$(BIN)/streamproc broker status
+
+bench-ingest: setup ## Benchmark: ingest events/s on one core vs raw consume and naive Faust
+	$(BIN)/python benchmarks/bench_ingest.py
+
+bench-latency: setup ## Benchmark: drift-alert latency at a steady rate; staleness timing
+	$(BIN)/python benchmarks/bench_latency.py
+
+bench-state: setup ## Benchmark: state bytes per feature-window, worker RSS, recovery time
+	$(BIN)/python benchmarks/bench_state.py
+
+bench-scaleout: setup ## Benchmark: throughput of one vs two workers on 4 partitions
+	$(BIN)/python benchmarks/bench_scaleout.py
 
 clean: ## Remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -143,6 +143,8 @@ class EventFactory:
     without timestamp and request id; :meth:`batch` splices those two in front, so
     millions of records cost a bytes concatenation each. Float features are rounded to six
     significant digits (what logged features usually carry): a record is ~700 bytes.
+    ``copies=8`` repeats the 25 features (suffixed ``_0`` … ``_7``, each copy reading other
+    rows) for a 200-feature model.
     """
 
     def __init__(
@@ -153,6 +155,7 @@ class EventFactory:
         shift: dict[str, float] | None = None,
         features: Sequence[str] | None = None,
         model: str = MODEL,
+        copies: int = 1,
     ) -> None:
         from gen_data import generate_frame
 
@@ -161,7 +164,11 @@ class EventFactory:
         names = [n for n in table.column_names if n.startswith(("num_", "cat_"))]
         if features is not None:
             names = list(features)
-        self.feature_names = names
+        self.base_names = names
+        self.copies = copies
+        self.feature_names = (
+            names if copies == 1 else [f"{n}_{r}" for r in range(copies) for n in names]
+        )
         cols: dict[str, list[Any]] = {}
         for name in names:
             col = table.column(name)
@@ -183,7 +190,12 @@ class EventFactory:
                 {
                     "model": model,
                     "model_version": VERSION,
-                    "features": {name: cols[name][j] for name in names},
+                    "features": {
+                        out: cols[name][(j + r * 7919) % pool]
+                        for r in range(copies)
+                        for name in names
+                        for out in [name if copies == 1 else f"{name}_{r}"]
+                    },
                     "prediction": {"label": str(labels[j]), "score": round(float(scores[j]), 5)},
                     "latency_ms": round(5.0 + 20.0 * float(scores[j]), 3),
                 }
@@ -211,7 +223,11 @@ class EventFactory:
         from streamproc.core.model_profile import ModelProfile
 
         ref = generate_frame(rows, seed=seed, with_model_columns=True)
-        columns = {name: ref.column(name) for name in self.feature_names}
+        columns = {
+            (name if self.copies == 1 else f"{name}_{r}"): ref.column(name)
+            for r in range(self.copies)
+            for name in self.base_names
+        }
         scores = ref.column("prediction").to_numpy()
         labels = np.where(ref.column("label").to_numpy() == 1, "approve", "deny").astype(object)
         return ModelProfile.build_reference(
