@@ -1,6 +1,6 @@
 """A real Prometheus Alertmanager for the tests: Debian's ``prometheus-alertmanager``
-binary (installed by ``scripts/install-system-deps.sh``) on a free loopback port, with a
-temporary config and storage directory, clustering off.
+binary (installed by ``scripts/install-system-deps.sh``) on a free loopback port, with
+``deploy/alertmanager/alertmanager.yml`` and a temporary storage directory, clustering off.
 
 ``ALERTMANAGER_BIN`` overrides the binary's path. In CI (``kafka_required()``) a missing
 binary fails the test instead of skipping it.
@@ -24,16 +24,9 @@ from streamproc.broker.local import free_port
 
 DEFAULT_BIN = "/usr/bin/prometheus-alertmanager"
 
-#: Every alert goes to a receiver without integrations: the tests read the API only.
-CONFIG = """\
-route:
-  receiver: blackhole
-  group_wait: 1s
-  group_interval: 1s
-  repeat_interval: 1h
-receivers:
-  - name: blackhole
-"""
+#: The deployment's own config (docker-compose.yml mounts the same file): its receiver has
+#: no integrations, and the tests read the API only.
+CONFIG_FILE = Path(__file__).resolve().parents[2] / "deploy" / "alertmanager" / "alertmanager.yml"
 
 
 def alertmanager_binary() -> str | None:
@@ -61,8 +54,7 @@ class Alertmanager:
         return self.workdir / "alertmanager.log"
 
     def start(self, timeout_s: float = 30.0) -> Alertmanager:
-        config = self.workdir / "alertmanager.yml"
-        config.write_text(CONFIG, encoding="utf-8")
+        config = CONFIG_FILE
         (self.workdir / "data").mkdir(exist_ok=True)
         with self.log_file.open("ab") as log:
             self.process = subprocess.Popen(
