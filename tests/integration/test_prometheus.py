@@ -46,6 +46,7 @@ from streamproc.monitor.references import ReferenceSet
 from streamproc.monitor.worker import Worker
 from tests.integration.kafka_helpers import create_topic
 from tests.integration.monitor_harness import (
+    NUMERIC,
     Feed,
     monitor_config,
     records,
@@ -292,6 +293,20 @@ def test_every_panel_query_and_rule_returns_data_on_a_real_prometheus(
                     else:
                         failures.append(f"{title}: {concrete}")
             assert not failures, "panel queries with no data:\n" + "\n".join(failures)
+
+            # The data says what happened: the drifted features top the drift heatmap, and
+            # the dead-letter panel shows each reason that was fed.
+            heatmap = next(e for t, e in queries if t.startswith("Drift heatmap"))
+            psi = {
+                r["metric"]["feature"]: float(r["value"][1])
+                for r in prometheus.query(substitute(heatmap, values))
+            }
+            assert set(NUMERIC) <= set(psi), psi
+            ranked = sorted(psi, key=psi.__getitem__, reverse=True)
+            assert set(ranked[: len(DRIFTED)]) == set(DRIFTED), psi
+            dlq = next(e for t, e in queries if t == "Dead-letters /s by reason")
+            reasons = {r["metric"]["reason"] for r in prometheus.query(substitute(dlq, values))}
+            assert {"malformed_json", "unknown_model", "late_event"} <= reasons, reasons
 
             # Rules: loaded and evaluated without error ...
             assert wait_until(

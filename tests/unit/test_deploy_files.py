@@ -142,6 +142,7 @@ def test_panels_cover_the_required_views(dashboard: dict[str, Any]) -> None:
         "streamproc_deltas_published_total",
         "streamproc_deltas_applied_total",
         "streamproc_deltas_duplicate_total",
+        "streamproc_model_version_serving",
         *PENDING_METRICS,
     ]:
         assert name in exprs, name
