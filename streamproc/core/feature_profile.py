@@ -249,19 +249,22 @@ class FeatureProfile:
         if not (x.flags.writeable and x.flags.c_contiguous):
             x = np.array(x, dtype=np.float64)  # the KLL binding rejects read-only views
         na = self.valid_count - nb  # counts were already bumped by the caller
+        distinct = np.unique(x)  # sorted: also gives min and max
         sb = float(x.sum())
         mb = sb / nb
-        m2b = float(np.square(x - mb).sum())
+        d = x - mb
+        m2b = float(np.einsum("i,i->", d, d))  # not d @ d: BLAS threads spin
         if na:
             delta = mb - self.sum / na
             self.m2 = self.m2 + m2b + delta * delta * na * nb / (na + nb)
         else:
             self.m2 = m2b
         self.sum += sb
-        self._min = min(self._min, float(x.min()))
-        self._max = max(self._max, float(x.max()))
+        self._min = min(self._min, float(distinct[0]))
+        self._max = max(self._max, float(distinct[-1]))
         self.kll.update(x)
-        deque(map(self.hll.update, np.unique(x).tolist()), maxlen=0)
+        # one call per distinct value: the datasketches binding has no array update
+        deque(map(self.hll.update, distinct.tolist()), maxlen=0)
 
     # -------------------------------------------------------------------------- merge
 
