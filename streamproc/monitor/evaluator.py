@@ -237,14 +237,14 @@ class Evaluator:
                 m.event_lag_seconds.labels(model, lag, f"{q:g}").set(float(value))
 
     def _export_firing(self) -> None:
-        counts: dict[tuple[str, str], int] = {}
+        counts: dict[tuple[str, str, str], int] = {}
         for st in self.alert_states.values():
             if st.status == "firing" and st.severity is not None:
-                key = (st.check, st.severity)
+                key = (st.model, st.check, st.severity)
                 counts[key] = counts.get(key, 0) + 1
         self.metrics.alerts_firing.clear()
-        for (check, severity), n in counts.items():
-            self.metrics.alerts_firing.labels(check, severity).set(n)
+        for (model, check, severity), n in counts.items():
+            self.metrics.alerts_firing.labels(model, check, severity).set(n)
 
     def drop_models(self, models: set[ModelKey]) -> None:
         """Forget the alert states of models another worker now owns."""

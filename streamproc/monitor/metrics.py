@@ -135,7 +135,7 @@ def create(registry: CollectorRegistry | None = None, prefix: str = PREFIX) -> M
         alerts_firing=Gauge(
             name("alerts_firing"),
             "Alerts currently firing",
-            ["check", "severity"],
+            ["model", "check", "severity"],
             registry=reg,
         ),
         alerts_emitted_total=Counter(
