@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, Protocol
 
@@ -90,6 +91,23 @@ class Batch:
 
     def commit_list(self) -> list[TopicPartition]:
         return [TopicPartition(t, p, o) for (t, p), o in sorted(self.next_offsets.items())]
+
+
+def describe(postable: Sequence[dict[str, Any]], limit: int = 10) -> str:
+    """One line for the log: ``firing StreamprocFeatureDrift credit/7 income (critical); ...``."""
+    now = datetime.now(UTC)
+    parts = []
+    for alert in postable[:limit]:
+        labels = alert["labels"]
+        ends = datetime.fromisoformat(alert["endsAt"].replace("Z", "+00:00"))
+        where = f"{labels.get('model', '?')}/{labels.get('model_version', '?')}"
+        if "feature" in labels:
+            where += f" {labels['feature']}"
+        status = "resolved" if ends <= now else "firing"
+        parts.append(f"{status} {labels['alertname']} {where} ({labels.get('severity', '?')})")
+    if len(postable) > limit:
+        parts.append(f"and {len(postable) - limit} more")
+    return "; ".join(parts)
 
 
 class Forwarder:
@@ -222,7 +240,8 @@ class Forwarder:
             self.metrics.alertmanager_up.set(1)
             self.metrics.last_success_timestamp_seconds.set(time.time())
             if attempt:
-                log.info("alertmanager reachable again: posted %d alert(s)", len(postable))
+                log.info("alertmanager reachable again after %d failed attempt(s)", attempt)
+            log.info("posted %d alert(s): %s", len(postable), describe(postable))
             return True
 
     def commit(self, consumer: Any, batch: Batch) -> None:

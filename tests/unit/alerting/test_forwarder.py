@@ -77,6 +77,18 @@ def test_firing_and_resolved_are_posted_in_order_then_committed() -> None:
     assert sample(forwarder, "alerts_posted_total") == 2
 
 
+def test_each_post_is_one_log_line(caplog: pytest.LogCaptureFixture) -> None:
+    fired, resolved = lifecycle([True, True, False, False, False])
+    consumer = FakeConsumer([messages([fired, resolved])])
+    forwarder, stop = make(consumer, FakeAlertmanager(), firing_ttl_ms=10 * 365 * 86_400_000)
+    caplog.set_level("INFO", logger="streamproc.alerting")
+    forwarder.run(stop)
+    assert (
+        "posted 2 alert(s): firing StreamprocFeatureDrift fraud/17 car_value (warning); "
+        "resolved StreamprocFeatureDrift fraud/17 car_value (warning)"
+    ) in caplog.text
+
+
 def test_escalation_also_resolves_the_previous_severity() -> None:
     _fired, escalated, _resolved = lifecycle([True, True, "critical", False, False, False])
     consumer = FakeConsumer([messages([escalated])])
