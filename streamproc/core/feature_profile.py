@@ -38,7 +38,8 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from typing import Any
+from collections.abc import Callable, Hashable
+from typing import Any, TypeVar
 
 import datasketches as ds
 import numpy as np
@@ -57,6 +58,7 @@ REFERENCE_K = 1024
 WINDOW_K = 512
 DEFAULT_LG_HLL = 12
 _HLL_TYPE = ds.tgt_hll_type.HLL_4
+T = TypeVar("T")
 
 
 def _copy_kll(sk: ds.kll_doubles_sketch) -> ds.kll_doubles_sketch:
@@ -92,6 +94,7 @@ class FeatureProfile:
     """
 
     __slots__ = (
+        "_derived",
         "_max",
         "_min",
         "categories",
@@ -129,6 +132,7 @@ class FeatureProfile:
         self._max = -math.inf
         self.sum = 0.0
         self.m2 = 0.0
+        self._derived: dict[Hashable, Any] = {}
         numeric = self.kind is FeatureKind.NUMERIC
         self.kll: ds.kll_doubles_sketch | None = ds.kll_doubles_sketch(k) if numeric else None
         self.hll: ds.hll_sketch | None = (
@@ -215,15 +219,29 @@ class FeatureProfile:
         assert self.hll is not None
         return float(self.hll.get_estimate())
 
+    def derived(self, key: Hashable, compute: Callable[[FeatureProfile], T]) -> T:
+        """``compute(self)``, memoized under ``key`` until the next update.
+
+        For values that depend only on this profile (e.g. a reference's retained KLL
+        items and bin edges, recomputed on every drift comparison otherwise). ``merge``
+        and ``from_bytes`` build new profiles, so only ``update``/``add_nulls`` clear it.
+        """
+        if key not in self._derived:
+            self._derived[key] = compute(self)
+        value: T = self._derived[key]
+        return value
+
     # ------------------------------------------------------------------------ updates
 
     def add_nulls(self, n: int) -> None:
         """Record ``n`` rows where the feature was absent."""
+        self._derived.clear()
         self.count += n
         self.null_count += n
 
     def update(self, values: Any) -> None:
         """Add one column of values (numpy, pyarrow or a sequence); vectorized."""
+        self._derived.clear()
         if self.kind is FeatureKind.NUMERIC:
             nb = numeric_batch(values)
             self.count += nb.n

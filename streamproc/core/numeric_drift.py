@@ -9,7 +9,10 @@ points. Conventions (match the exact computations in the tests):
   ``searchsorted(sorted_values, edges, "left")`` on raw data.
 * KS: sup |F_ref(x) − F_cur(x)| over x in the union of both sketches' retained
   items, with inclusive CDFs; the error bound is ε_ref + ε_cur (each KLL's
-  single-rank 99% error, 0 when the sketch still holds every value).
+  single-rank 99% error, 0 when the sketch still holds every value). The CDFs come
+  from each sketch's sorted view (retained items, cumulative weights) by
+  ``searchsorted`` — identical to ``get_cdf(inclusive=True)``; the reference's view,
+  edges, shares and scale are memoized on the profile (:meth:`FeatureProfile.derived`).
 """
 
 from __future__ import annotations
@@ -45,8 +48,9 @@ def reference_edges(ref: FeatureProfile, bins: int) -> np.ndarray:
     return np.unique(np.asarray(ref.kll.get_quantiles(qs), dtype=np.float64))
 
 
-def bin_shares(sk: ds.kll_doubles_sketch, edges: np.ndarray) -> np.ndarray:
+def bin_shares(sk: ds.kll_doubles_sketch | None, edges: np.ndarray) -> np.ndarray:
     """Share of the sketch's values in each bin defined by ``edges`` (len(edges)+1)."""
+    assert sk is not None
     cdf = np.asarray(sk.get_cdf(edges, inclusive=False), dtype=np.float64)
     return np.diff(np.concatenate(([0.0], cdf)))
 
@@ -58,8 +62,24 @@ def rank_error(sk: ds.kll_doubles_sketch) -> float:
     return float(ds.kll_doubles_sketch.get_normalized_rank_error(sk.k, False))
 
 
-def _retained(sk: ds.kll_doubles_sketch) -> np.ndarray:
-    return np.fromiter((v for v, _ in sk), dtype=np.float64, count=sk.num_retained)
+def sorted_view(sk: ds.kll_doubles_sketch | None) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted retained items, inclusive CDF at each): the sketch's own sorted view.
+
+    One Python-level pass over the retained items (the binding has no array accessor);
+    ``cdf[searchsorted(items, x, "right") - 1]`` is then ``get_cdf([x], inclusive=True)``.
+    """
+    assert sk is not None
+    vw = np.fromiter(sk, dtype=np.dtype((np.float64, 2)), count=sk.num_retained)
+    order = np.argsort(vw[:, 0], kind="stable")
+    cum = np.cumsum(vw[order, 1])
+    return vw[order, 0], cum / cum[-1]
+
+
+def _cdf_at(view: tuple[np.ndarray, np.ndarray], pts: np.ndarray) -> np.ndarray:
+    items, cdf = view
+    idx = np.searchsorted(items, pts, side="right")
+    out: np.ndarray = np.where(idx > 0, cdf[np.maximum(idx - 1, 0)], 0.0)
+    return out
 
 
 def reference_scale(ref: FeatureProfile) -> float:
@@ -79,16 +99,19 @@ def numeric_drift(
     if ref.kll is None or cur.kll is None or ref.kll.is_empty() or cur.kll.is_empty():
         return None
     rk, ck = ref.kll, cur.kll
-    edges = reference_edges(ref, bins)
-    p, q = bin_shares(rk, edges), bin_shares(ck, edges)
+    # the reference rarely changes: its edges, shares and retained items are memoized
+    edges = ref.derived(("edges", bins), lambda r: reference_edges(r, bins))
+    p = ref.derived(("shares", bins), lambda r: bin_shares(r.kll, edges))
+    q = bin_shares(ck, edges)
 
-    pts = np.unique(np.concatenate((_retained(rk), _retained(ck))))
-    fr = np.asarray(rk.get_cdf(pts, inclusive=True), dtype=np.float64)[:-1]
-    fc = np.asarray(ck.get_cdf(pts, inclusive=True), dtype=np.float64)[:-1]
+    ref_view = ref.derived("sorted_view", lambda r: sorted_view(r.kll))
+    cur_view = sorted_view(ck)
+    pts = np.union1d(ref_view[0], cur_view[0])
+    fr, fc = _cdf_at(ref_view, pts), _cdf_at(cur_view, pts)
     diff = np.abs(fr - fc)
     ks = float(diff.max())
     w = float(np.sum(diff[:-1] * np.diff(pts))) if pts.size > 1 else 0.0
-    scale = reference_scale(ref)
+    scale = ref.derived("scale", reference_scale)
 
     mean_shift: float | None
     ref_std, ref_mean, cur_mean = ref.std, ref.mean, cur.mean

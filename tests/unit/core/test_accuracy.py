@@ -158,3 +158,23 @@ def test_categorical_over_cap_uses_sketch_with_other_tail() -> None:
     head, other = p.categories.counts()
     assert sum(head.values()) + other == 100_000
     assert p.distinct_estimate() == pytest.approx(5002, rel=0.05)
+
+
+def test_sorted_view_cdf_equals_kll_get_cdf_and_reference_is_memoized() -> None:
+    from streamproc.core.numeric_drift import _cdf_at, numeric_drift, sorted_view
+
+    rng = np.random.default_rng(8)
+    ref = _reference(np.round(rng.normal(0, 1, 200_000), 2))  # ties across levels
+    assert ref.kll is not None
+    pts = np.union1d(sorted_view(ref.kll)[0], rng.normal(0, 2, 500))
+    exact = np.asarray(ref.kll.get_cdf(pts, inclusive=True))[:-1]
+    np.testing.assert_array_equal(_cdf_at(sorted_view(ref.kll), pts), exact)
+
+    cur = _window(rng.normal(0.3, 1, 50_000), 5)
+    first = numeric_drift(ref, cur, bins=10, eps=EPS)
+    assert ref._derived  # reference edges/shares/sorted view are cached
+    assert numeric_drift(ref, cur, bins=10, eps=EPS) == first
+    ref.update(rng.normal(5, 1, 200_000))  # an update invalidates the cache
+    assert not ref._derived
+    moved = numeric_drift(ref, cur, bins=10, eps=EPS)
+    assert first is not None and moved is not None and moved.ks != first.ks
