@@ -443,7 +443,7 @@ def report(
         f"{' --repeats ' + str(a.repeats) if a.repeats != 3 else ''}`.",
         f"Load average (1/5/15 min) at start {load_start}, at end {load_end}; "
         "per run: "
-        + "; ".join(f"{v} {r['load'][0]} → {r['load'][1]}" for v in results for r in results[v][:1])
+        + "; ".join(f"{v} {r['load'][0]} → {r['load'][1]}" for v in results for r in results[v])
         + ".",
         "",
         "| variant | events | events/s | seconds | max RSS MiB |",
