@@ -31,7 +31,8 @@ import orjson
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DATA = HERE / "data"
-RESULTS = HERE / "RESULTS.md"
+RESULTS = Path(os.environ.get("STREAMPROC_BENCH_RESULTS") or HERE / "RESULTS.md")
+"""Where sections are appended; override to run a snapshot of a commit (see README)."""
 PYTHON = sys.executable
 
 if str(HERE) not in sys.path:
@@ -301,9 +302,13 @@ def rss_kib(pid: int | str = "self") -> int:
 
 
 def git_head() -> str:
+    if os.environ.get("STREAMPROC_BENCH_COMMIT"):
+        return os.environ["STREAMPROC_BENCH_COMMIT"]
     with contextlib.suppress(Exception):
         return subprocess.check_output(
-            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], text=True
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            text=True,
+            stderr=subprocess.DEVNULL,
         ).strip()
     return "unknown"
 

@@ -148,6 +148,7 @@ def main() -> None:
     p.add_argument("--per-window", type=int, default=1_000)
     p.add_argument("--copies", type=int, default=8, help="× 25 features (8 → 200)")
     p.add_argument("--restarts", type=int, default=3)
+    p.add_argument("--full-window-events", type=int, default=1_000_000)
     p.add_argument("--no-write", action="store_true")
     p.add_argument("--child-worker", nargs=3)
     a = p.parse_args()
@@ -254,6 +255,7 @@ def run(a: argparse.Namespace) -> None:
             c.log(f"restart {r + 1}: aggregate ready {restarts[-1]:.2f} s after process start")
             stop_worker(proc)
         restore_only = time_restore(bootstrap, mapping, tmp, a.restarts)
+    full_window = full_window_sizes(a.full_window_events)
     load_end = c.loadavg()
     c.log(f"load average at end: {load_end}")
     body = report(
@@ -271,9 +273,25 @@ def run(a: argparse.Namespace) -> None:
         restarts=restarts,
         to_ready=to_ready,
         restore_only=restore_only,
+        full_window=full_window,
         load=(load_start, load_end),
     )
     c.append_results("Streaming: state and memory", body, write=not a.no_write)
+
+
+def full_window_sizes(n: int) -> dict[str, int]:
+    """Serialized bytes per feature of one window profile (window sketch sizes) filled with
+    ``n`` rows of the 25 benchmark features: the replay's windows hold few events, a
+    busy production window holds millions, and sketch sizes grow with n up to their caps."""
+    from gen_data import generate_frame
+
+    from streamproc.core.model_profile import ModelProfile
+    from streamproc.monitor.window_buffer import WINDOW_K
+
+    table = generate_frame(n, seed=3)
+    columns = {name: table.column(name) for name in table.column_names}
+    prof = ModelProfile.build_reference(c.MODEL, c.VERSION, columns, k=WINDOW_K)
+    return {name: len(f.to_bytes()) for name, f in prof.features.items()}
 
 
 def time_restore(
@@ -353,11 +371,21 @@ def report(a: argparse.Namespace, **r: Any) -> str:
             f"{'met' if max(fs) <= 64 * 1024 else 'missed'}.",
         ]
     imports = statistics.median(x - y for x, y in zip(r["restarts"], r["to_ready"], strict=True))
+    fw = r["full_window"]
+    if fw:
+        big = max(fw, key=lambda k: fw[k])
+        fw_median = statistics.median(fw.values()) / 1024
+        lines.append(
+            f"A busy window for comparison ({a.full_window_events:,} events of the 25 features "
+            f"sketched at window size, not from Kafka): median {fw_median:.1f} "
+            f"KiB per feature, max {fw[big] / 1024:.1f} KiB ({big}); target ≤ 64 KB: "
+            f"{'met' if fw[big] <= 64 * 1024 else 'missed'}."
+        )
     lines += [
         "",
         f"Recovery ({len(r['restarts'])} restarts after a clean stop): new worker process → "
         f"`aggregate.ready` (state restored) {c.fmt_stats(r['restarts'], '{:.2f}')} s, of "
-        f"which Python start + imports ≈ "
+        f"which interpreter start and module imports ≈ "
         f"{imports:.2f} s; "
         "`AggregateLoop.restore` of all partitions alone "
         f"{c.fmt_stats([t for t, _n in r['restore_only']], '{:.2f}')} s "
