@@ -3,7 +3,7 @@
 Layout (little-endian)::
 
     magic      4 bytes   b"SPFP" feature profile, b"SPMP" model profile
-    version    u16       FORMAT_VERSION (1)
+    version    u16       FORMAT_VERSION (2; 1 is still read)
     flags      u16       reserved, must be 0
     body_len   u32       bytes after the header
     crc32      u32       zlib.crc32 of the body
@@ -13,6 +13,13 @@ Layout (little-endian)::
 
 The checksum turns silent corruption into a ProfileFormatError, and the explicit
 body length tells truncation apart from corruption in the message.
+
+Versions: 1 — a feature profile has 3 blobs (KLL, HLL, categories). 2 — a fourth
+blob, the exact bin counts on the reference's PSI edges (empty when the profile has
+none; see :class:`streamproc.core.feature_profile.FeatureProfile`). A model profile's
+own layout is the same in both (its blobs are feature profiles, each with its own
+header), so version-1 model and feature bytes still load. Unknown versions raise
+ProfileFormatError ("upgrade streamproc" when newer than this build).
 """
 
 from __future__ import annotations
@@ -25,8 +32,8 @@ import orjson
 
 from streamproc.core.errors import ProfileFormatError
 
-FORMAT_VERSION = 1
-SUPPORTED_VERSIONS = frozenset({1})
+FORMAT_VERSION = 2
+SUPPORTED_VERSIONS = frozenset({1, 2})
 MAGIC_FEATURE = b"SPFP"
 MAGIC_MODEL = b"SPMP"
 
@@ -34,20 +41,32 @@ _HEADER = struct.Struct("<4sHHII")
 _U32 = struct.Struct("<I")
 
 
-def pack(magic: bytes, meta: dict[str, Any], blobs: list[bytes]) -> bytes:
+def pack(
+    magic: bytes, meta: dict[str, Any], blobs: list[bytes], *, version: int = FORMAT_VERSION
+) -> bytes:
     """Frame ``meta`` (JSON-able) and ``blobs`` under ``magic``."""
+    if version not in SUPPORTED_VERSIONS:
+        raise ValueError(f"cannot write format version {version}")
     meta_bytes = orjson.dumps(meta, option=orjson.OPT_SERIALIZE_NUMPY)
     parts = [_U32.pack(len(meta_bytes)), meta_bytes, _U32.pack(len(blobs))]
     for blob in blobs:
         parts.append(_U32.pack(len(blob)))
         parts.append(blob)
     body = b"".join(parts)
-    header = _HEADER.pack(magic, FORMAT_VERSION, 0, len(body), zlib.crc32(body))
+    header = _HEADER.pack(magic, version, 0, len(body), zlib.crc32(body))
     return header + body
 
 
 def unpack(data: bytes, magic: bytes, what: str) -> tuple[dict[str, Any], list[bytes]]:
     """Inverse of :func:`pack`; raise ProfileFormatError naming what is wrong."""
+    meta, blobs, _version = unpack_versioned(data, magic, what)
+    return meta, blobs
+
+
+def unpack_versioned(
+    data: bytes, magic: bytes, what: str
+) -> tuple[dict[str, Any], list[bytes], int]:
+    """:func:`unpack` plus the format version the bytes were written with."""
     data = bytes(data)
     if len(data) < _HEADER.size:
         raise ProfileFormatError(
@@ -97,4 +116,4 @@ def unpack(data: bytes, magic: bytes, what: str) -> tuple[dict[str, Any], list[b
         raise ProfileFormatError(f"{what}: corrupt body ({exc})") from exc
     if not isinstance(meta, dict):
         raise ProfileFormatError(f"{what}: corrupt, metadata is not an object")
-    return meta, blobs
+    return meta, blobs, int(version)

@@ -2,7 +2,10 @@
 
 A *reference* profile is built once from training (or a trusted period's) data with
 ``REFERENCE_K`` sketches and records the learned schema; *window* profiles are built
-by the streaming path from small deltas with ``WINDOW_K`` sketches and merged.
+by the streaming path from small deltas with ``WINDOW_K`` sketches and merged. A
+profile that will be compared with a reference is created with the reference's PSI
+edges (``ModelProfile.new(..., bin_edges=reference.psi_edges())``) so that its numeric
+features count their values exactly per PSI bin (docs/STATISTICS.md).
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from streamproc.core.categories import DEFAULT_MAX_CATEGORIES
 from streamproc.core.errors import ProfileFormatError
 from streamproc.core.feature_profile import REFERENCE_K, WINDOW_K, FeatureProfile
 from streamproc.core.kinds import FeatureKind, infer_kind
+from streamproc.core.numeric_drift import psi_edges
+from streamproc.core.thresholds import DEFAULT_THRESHOLDS
 
 Column = Any  # np.ndarray | pa.Array | pa.ChunkedArray | Sequence
 _SPECIAL = ("prediction", "predicted_label", "latency_ms")
@@ -103,15 +108,25 @@ class ModelProfile:
         max_categories: int = DEFAULT_MAX_CATEGORIES,
         label_kind: FeatureKind = FeatureKind.CATEGORICAL,
         metadata: Mapping[str, Any] | None = None,
+        bin_edges: Mapping[str, np.ndarray] | None = None,
     ) -> ModelProfile:
         """An empty profile with one FeatureProfile per declared feature.
 
         The prediction (numeric score), predicted label (``label_kind``) and latency
-        profiles are created on the first batch that carries them.
+        profiles are created on the first batch that carries them. ``bin_edges``
+        (usually ``reference.psi_edges()``): per numeric feature, the reference's PSI
+        edges to count values on exactly; edges for names not declared numeric here
+        are ignored (such a feature cannot be compared on them anyway).
         """
         meta = {"created_at": time.time(), **(metadata or {})}
+        edges = bin_edges or {}
         feats = {
-            name: FeatureProfile.new(FeatureKind(kind), k=k, max_categories=max_categories)
+            name: FeatureProfile.new(
+                FeatureKind(kind),
+                k=k,
+                max_categories=max_categories,
+                bin_edges=edges.get(name) if FeatureKind(kind) is FeatureKind.NUMERIC else None,
+            )
             for name, kind in feature_kinds.items()
         }
         return cls(
@@ -169,6 +184,17 @@ class ModelProfile:
         )
         prof.learn_schema()
         return prof
+
+    def psi_edges(self, bins: int = DEFAULT_THRESHOLDS.psi_bins) -> dict[str, np.ndarray]:
+        """PSI bin edges of every numeric feature with finite values (for a reference).
+
+        Memoized on each feature profile (the cache drift itself uses), so calling this
+        once per delta costs a dict lookup per feature, not a sketch query."""
+        return {
+            name: psi_edges(prof, bins)
+            for name, prof in self.features.items()
+            if prof.kind is FeatureKind.NUMERIC and prof.valid_count > 0
+        }
 
     # ------------------------------------------------------------------------ updates
 
@@ -294,7 +320,7 @@ class ModelProfile:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> ModelProfile:
-        meta, blobs = codec.unpack(data, codec.MAGIC_MODEL, "model profile")
+        meta, blobs = codec.unpack(data, codec.MAGIC_MODEL, "model profile")  # v1 == v2 here
         try:
             names = list(meta["features"])
             if len(blobs) != len(names) + len(_SPECIAL):

@@ -13,6 +13,10 @@ points. Conventions (match the exact computations in the tests):
   from each sketch's sorted view (retained items, cumulative weights) by
   ``searchsorted`` — identical to ``get_cdf(inclusive=True)``; the reference's view,
   edges, shares and scale are memoized on the profile (:meth:`FeatureProfile.derived`).
+* Current bin shares: exact, ``bin_counts / Σ bin_counts``, when the current profile
+  counted its values on exactly these edges (window profiles created against the
+  reference, see :meth:`ModelProfile.new`); otherwise from its KLL sketch as above.
+  The reference's shares always come from its sketch (≈ 1/B by construction).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import datasketches as ds
 import numpy as np
 
 from streamproc.core.divergence import js_distance, psi, psi_contributions
-from streamproc.core.feature_profile import FeatureProfile
+from streamproc.core.feature_profile import FeatureProfile, same_edges
 
 
 @dataclass
@@ -39,13 +43,36 @@ class NumericDrift:
     mean_shift: float | None
     out_of_range_share: float
     evidence: list[dict[str, Any]] = field(default_factory=list)
+    exact_current_bins: bool = False
+    """PSI/JS used the current profile's exact bin counts (not its sketch)."""
 
 
 def reference_edges(ref: FeatureProfile, bins: int) -> np.ndarray:
-    """Distinct reference quantiles at ranks 1/bins … (bins−1)/bins (the bin edges)."""
+    """Distinct reference quantiles at ranks 1/bins … (bins−1)/bins (the bin edges).
+
+    Read-only: the memoized array is shared by the window profiles that count their
+    values on it (``FeatureProfile(bin_edges=...)``)."""
     assert ref.kll is not None
     qs = np.arange(1, bins, dtype=np.float64) / bins
-    return np.unique(np.asarray(ref.kll.get_quantiles(qs), dtype=np.float64))
+    edges = np.unique(np.asarray(ref.kll.get_quantiles(qs), dtype=np.float64))
+    edges.setflags(write=False)
+    return edges
+
+
+def psi_edges(ref: FeatureProfile, bins: int) -> np.ndarray:
+    """:func:`reference_edges`, memoized on ``ref`` (the same cache drift uses)."""
+    edges: np.ndarray = ref.derived(("edges", bins), lambda r: reference_edges(r, bins))
+    return edges
+
+
+def current_shares(cur: FeatureProfile, edges: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Current bin shares on ``edges``: exact if ``cur`` counted on them, else sketched."""
+    counts = cur.bin_counts
+    if counts is not None and same_edges(cur.bin_edges, edges):
+        total = int(counts.sum())
+        if total > 0:
+            return counts / total, True
+    return bin_shares(cur.kll, edges), False
 
 
 def bin_shares(sk: ds.kll_doubles_sketch | None, edges: np.ndarray) -> np.ndarray:
@@ -100,9 +127,9 @@ def numeric_drift(
         return None
     rk, ck = ref.kll, cur.kll
     # the reference rarely changes: its edges, shares and retained items are memoized
-    edges = ref.derived(("edges", bins), lambda r: reference_edges(r, bins))
+    edges = psi_edges(ref, bins)
     p = ref.derived(("shares", bins), lambda r: bin_shares(r.kll, edges))
-    q = bin_shares(ck, edges)
+    q, exact_bins = current_shares(cur, edges)
 
     ref_view = ref.derived("sorted_view", lambda r: sorted_view(r.kll))
     cur_view = sorted_view(ck)
@@ -157,6 +184,7 @@ def numeric_drift(
         mean_shift=mean_shift,
         out_of_range_share=oor,
         evidence=evidence,
+        exact_current_bins=exact_bins,
     )
 
 

@@ -114,6 +114,7 @@ def build_delta(
         max_categories=reference.max_categories,
         label_kind=reference.label_kind,
         metadata={"role": "window"},
+        bin_edges=reference.psi_edges(),  # exact PSI bin counts; memoized on the reference
     )
     profile.metadata.pop("created_at", None)  # deltas must merge and compare by content
     expected = list(reference.features)

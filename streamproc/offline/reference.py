@@ -209,6 +209,7 @@ def profile_like(
         k=REFERENCE_K,
         label_kind=reference.label_kind,
         metadata={"role": "current", "source": [f.path.name for f in files]},
+        bin_edges=reference.psi_edges(),  # exact current shares for PSI/JS
     )
     total = sum(f.size_bytes for f in files)
     progress = Progress(total, stream=progress_stream, enabled=show_progress)

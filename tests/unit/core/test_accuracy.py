@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+
+import datasketches as ds
 import numpy as np
 import pytest
 from scipy import stats
@@ -10,7 +14,7 @@ from streamproc.core.divergence import js_distance, psi
 from streamproc.core.drift import compare_features
 from streamproc.core.feature_profile import REFERENCE_K, WINDOW_K, FeatureProfile
 from streamproc.core.kinds import FeatureKind
-from streamproc.core.numeric_drift import reference_edges
+from streamproc.core.numeric_drift import bin_shares, numeric_drift, psi_edges, reference_edges
 from streamproc.core.thresholds import DEFAULT_THRESHOLDS
 
 N = 1_000_000
@@ -23,13 +27,15 @@ def _reference(x: np.ndarray) -> FeatureProfile:
     return p
 
 
-def _window(x: np.ndarray, deltas: int = 100) -> FeatureProfile:
-    """A window profile merged from many small deltas, as the streaming path builds it."""
-    out = FeatureProfile.new(FeatureKind.NUMERIC, k=WINDOW_K)
+def _window(x: np.ndarray, deltas: int = 100, edges: np.ndarray | None = None) -> FeatureProfile:
+    """A window profile merged from many small deltas, as the streaming path builds it
+    (``build_delta`` creates each delta with the reference's PSI edges)."""
+    out: FeatureProfile | None = None
     for chunk in np.array_split(x, deltas):
-        d = FeatureProfile.new(FeatureKind.NUMERIC, k=WINDOW_K)
+        d = FeatureProfile.new(FeatureKind.NUMERIC, k=WINDOW_K, bin_edges=edges)
         d.update(chunk)
-        out = out.merge(d)
+        out = d if out is None else out.merge(d)
+    assert out is not None
     return out
 
 
@@ -41,6 +47,63 @@ def _exact_shares(x: np.ndarray, edges: np.ndarray) -> np.ndarray:
 
 def _close(approx: float, exact: float) -> bool:
     return abs(approx - exact) <= max(0.01, 0.03 * abs(exact))
+
+
+def _psi_term(p: np.ndarray, q: np.ndarray, eps: float) -> np.ndarray:
+    p, q = np.maximum(p, eps), np.maximum(q, eps)
+    out: np.ndarray = (q - p) * np.log(q / p)
+    return out
+
+
+def _jsd_term(p: np.ndarray, q: np.ndarray, eps: float) -> np.ndarray:
+    p, q = np.maximum(p, 1e-300), np.maximum(q, 1e-300)
+    m = 0.5 * (p + q)
+    out: np.ndarray = 0.5 * (p * np.log2(p / m) + q * np.log2(q / m))
+    return out
+
+
+Term = Callable[[np.ndarray, np.ndarray, float], np.ndarray]
+
+
+def _term_range(
+    term: Term, p: np.ndarray, q: np.ndarray, dp: float, dq: float, eps: float
+) -> np.ndarray:
+    """Per bin, the largest |term(p', q') − term(p, q)| over |p' − p| ≤ dp, |q' − q| ≤ dq.
+
+    Both per-bin terms are 0 on the diagonal p = q and monotone in p and in q on either
+    side of it, so over a box that misses the diagonal the extremes are at its corners;
+    a box that meets it can also reach 0."""
+    now = term(p, q, eps)
+    worst = np.zeros_like(now)
+    for a in (-dp, dp):
+        for b in (-dq, dq):
+            corner = term(np.clip(p + a, 0, 1), np.clip(q + b, 0, 1), eps)
+            worst = np.maximum(worst, np.abs(corner - now))
+    meets = np.abs(q - p) <= dp + dq
+    out: np.ndarray = np.where(meets, np.maximum(worst, now), worst)
+    return out
+
+
+def _error_bounds(
+    p: np.ndarray, q: np.ndarray, dp: float, dq: float, eps: float
+) -> tuple[float, float]:
+    """Bounds on |PSI − PSI_exact| and |JS − JS_exact| from per-bin share errors.
+
+    ``p``, ``q``: the shares the statistics were computed from; ``dp``, ``dq``: bounds
+    on each share's error (KLL's double-sided 99% PMF error; 0 for exact counts). The
+    per-bin ranges add up (a bound, not an estimate); the smoothing's renormalization
+    (shares rescaled by at most 1 + B·eps) adds 1% of the value. docs/STATISTICS.md."""
+    psi_hat = float(_psi_term(p, q, eps).sum())
+    psi_b = float(_term_range(_psi_term, p, q, dp, dq, eps).sum()) + 0.01 * psi_hat
+    d_hat = float(_jsd_term(p, q, eps).sum())
+    d_b = float(_term_range(_jsd_term, p, q, dp, dq, eps).sum())
+    js_hat = math.sqrt(max(d_hat, 0.0))
+    js_b = max(math.sqrt(d_hat + d_b) - js_hat, js_hat - math.sqrt(max(d_hat - d_b, 0.0)))
+    return psi_b, js_b
+
+
+def _pmf_error(k: int) -> float:
+    return float(ds.kll_doubles_sketch.get_normalized_rank_error(k, True))
 
 
 CASES = {
@@ -59,23 +122,54 @@ CASES = {
 def test_numeric_statistics_match_exact(case: str) -> None:
     rng = np.random.default_rng(sorted(CASES).index(case))
     a, b = CASES[case](rng)
-    ref, cur = _reference(a), _window(b)
+    ref = _reference(a)
+    edges = psi_edges(ref, DEFAULT_THRESHOLDS.psi_bins)  # memoized, as build_delta uses it
+    cur = _window(b, edges=edges)
     res = compare_features(ref, cur, name=case)
     st = res.statistics
+    nd = numeric_drift(ref, cur, bins=DEFAULT_THRESHOLDS.psi_bins, eps=EPS)
+    assert nd is not None and nd.exact_current_bins
 
     exact_ks = float(stats.ks_2samp(a, b).statistic)
     assert st["ks"] is not None and abs(st["ks"] - exact_ks) <= 0.01
     assert st["ks_error_bound"] is not None
     assert abs(st["ks"] - exact_ks) <= st["ks_error_bound"]
 
-    edges = reference_edges(ref, DEFAULT_THRESHOLDS.psi_bins)
+    np.testing.assert_array_equal(edges, reference_edges(ref, DEFAULT_THRESHOLDS.psi_bins))
     pa_, pb_ = _exact_shares(a, edges), _exact_shares(b, edges)
+    assert cur.bin_counts is not None
+    np.testing.assert_array_equal(cur.bin_counts, np.rint(pb_ * N).astype(np.int64))
     exact_psi, exact_js = psi(pa_, pb_, EPS), js_distance(pa_, pb_)
     assert st["psi"] is not None and _close(st["psi"], exact_psi), (st["psi"], exact_psi)
     assert st["js"] is not None and _close(st["js"], exact_js), (st["js"], exact_js)
+    # the remaining error is the reference sketch's alone, within its bound
+    p_hat = bin_shares(ref.kll, edges)
+    psi_b, js_b = _error_bounds(p_hat, pb_, _pmf_error(REFERENCE_K), 0.0, EPS)
+    assert abs(st["psi"] - exact_psi) <= psi_b and abs(st["js"] - exact_js) <= js_b
 
     assert st["mean_shift"] is None or np.isfinite(st["mean_shift"])
     assert res.n_reference == N and res.n_current == N
+
+
+@pytest.mark.slow
+def test_sketch_path_psi_js_within_the_sketch_error_bound() -> None:
+    """A window without the reference's edges falls back to its KLL sketch: PSI/JS are
+    then only good to the bound the sketches' PMF errors imply, which for a far-shifted
+    current (bins holding 0.05-0.2% of it) is loose. Measured errors: STATISTICS.md."""
+    rng = np.random.default_rng(sorted(CASES).index("normal_far_shifted"))
+    a, b = CASES["normal_far_shifted"](rng)
+    ref, cur = _reference(a), _window(b)
+    assert cur.bin_counts is None
+    nd = numeric_drift(ref, cur, bins=DEFAULT_THRESHOLDS.psi_bins, eps=EPS)
+    assert nd is not None and not nd.exact_current_bins
+    edges = psi_edges(ref, DEFAULT_THRESHOLDS.psi_bins)
+    pa_, pb_ = _exact_shares(a, edges), _exact_shares(b, edges)
+    exact_psi, exact_js = psi(pa_, pb_, EPS), js_distance(pa_, pb_)
+    p_hat, q_hat = bin_shares(ref.kll, edges), bin_shares(cur.kll, edges)
+    assert nd.psi == pytest.approx(psi(p_hat, q_hat, EPS), rel=1e-12)
+    psi_b, js_b = _error_bounds(p_hat, q_hat, _pmf_error(REFERENCE_K), _pmf_error(WINDOW_K), EPS)
+    assert abs(nd.psi - exact_psi) <= psi_b, (nd.psi, exact_psi, psi_b)
+    assert abs(nd.js - exact_js) <= js_b, (nd.js, exact_js, js_b)
 
 
 @pytest.mark.slow
