@@ -41,6 +41,7 @@ from streamproc.monitor.evaluator import Alert, Evaluator
 from streamproc.monitor.lag import report_lag
 from streamproc.monitor.metrics import Metrics
 from streamproc.monitor.state import AggregateState, ModelKey, WindowState
+from streamproc.monitor.txn import retrying
 
 log = logging.getLogger(__name__)
 
@@ -236,10 +237,12 @@ class AggregateLoop:
                 if tp.offset != OFFSET_INVALID and (only is None or tp.partition in only)
             ]
             if positions:
-                producer.send_offsets_to_transaction(
-                    positions, consumer.consumer_group_metadata(), 30
+                group = consumer.consumer_group_metadata()
+                retrying(
+                    lambda: producer.send_offsets_to_transaction(positions, group, 30),
+                    "send offsets",
                 )
-            producer.commit_transaction(60)
+            retrying(lambda: producer.commit_transaction(60), "commit transaction")
         except KafkaException as exc:
             err = exc.args[0]
             if getattr(err, "txn_requires_abort", lambda: False)():
@@ -287,9 +290,7 @@ class AggregateLoop:
         try:
             ends = {}
             for p in partitions:
-                lo, hi = reader.get_watermark_offsets(
-                    TopicPartition(self.settings.state_topic, p), timeout=10
-                )
+                lo, hi = _watermarks(reader, TopicPartition(self.settings.state_topic, p))
                 if hi > lo:
                     ends[p] = hi
             if not ends:
@@ -328,3 +329,28 @@ class AggregateLoop:
                 self.evaluator.alert_states[st.fingerprint] = st
                 self.evaluator.owner[st.fingerprint] = (st.model, st.model_version)
         return len(latest)
+
+
+def _watermarks(consumer: Consumer, tp: TopicPartition, timeout_s: float = 60) -> tuple[int, int]:
+    """(low, high) offsets of ``tp``, retrying while the partition has no leader yet
+    (a topic created moments ago) or the broker is briefly unavailable."""
+    deadline = time.monotonic() + timeout_s
+    delay = 0.1
+    while True:
+        try:
+            lo, hi = consumer.get_watermark_offsets(tp, timeout=10)
+            return int(lo), int(hi)
+        except KafkaException as exc:
+            err = exc.args[0]
+            retriable = getattr(err, "retriable", lambda: False)() or err.code() in (
+                KafkaError.NOT_LEADER_FOR_PARTITION,
+                KafkaError.LEADER_NOT_AVAILABLE,
+                KafkaError.UNKNOWN_TOPIC_OR_PART,
+                KafkaError._TRANSPORT,
+                KafkaError._TIMED_OUT,
+            )
+            if not retriable or time.monotonic() + delay > deadline:
+                raise
+            log.info("state topic %s[%d] not ready (%s); retrying", tp.topic, tp.partition, err)
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)

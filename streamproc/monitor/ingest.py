@@ -38,6 +38,7 @@ from streamproc.contracts.prediction import decode_predictions
 from streamproc.monitor.lag import report_lag
 from streamproc.monitor.metrics import Metrics
 from streamproc.monitor.references import ReferenceSet
+from streamproc.monitor.txn import retrying
 from streamproc.monitor.window_buffer import BufferedChunk, WindowBuffer, build_delta
 
 log = logging.getLogger(__name__)
@@ -283,10 +284,12 @@ class IngestLoop:
                 self._produce(s.profiles_topic, buf.model.encode(), delta.to_bytes())
                 self.metrics.deltas_published_total.inc()
             if positions:
-                producer.send_offsets_to_transaction(
-                    positions, consumer.consumer_group_metadata(), 30
+                group = consumer.consumer_group_metadata()
+                retrying(
+                    lambda: producer.send_offsets_to_transaction(positions, group, 30),
+                    "send offsets",
                 )
-            producer.commit_transaction(60)
+            retrying(lambda: producer.commit_transaction(60), "commit transaction")
         except KafkaException as exc:
             self._handle_txn_error(exc)
             return

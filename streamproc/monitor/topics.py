@@ -76,6 +76,12 @@ def _await_metadata(admin: AdminClient, names: list[str], timeout_s: float) -> N
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         topics = admin.list_topics(timeout=5).topics
-        if all(n in topics and topics[n].error is None for n in names):
+        if all(
+            n in topics
+            and topics[n].error is None
+            and topics[n].partitions
+            and all(p.leader >= 0 and p.error is None for p in topics[n].partitions.values())
+            for n in names
+        ):
             return
         time.sleep(0.1)
