@@ -56,12 +56,23 @@ def kafka() -> Iterator[str]:
     if env:
         yield env
         return
+    from streamproc.broker.jars import BrokerSetupError
     from streamproc.broker.local import LocalBroker, free_port
 
-    data_dir = Path(tempfile.mkdtemp(prefix="streamproc-bench-broker-"))
-    broker = LocalBroker(data_dir)
     global BROKER_PID
-    info = broker.start(free_port())
+    for attempt in range(3):
+        data_dir = Path(tempfile.mkdtemp(prefix="streamproc-bench-broker-"))
+        broker = LocalBroker(data_dir)
+        try:
+            info = broker.start(free_port())
+            break
+        except BrokerSetupError as exc:
+            # A random cluster id that starts with "-" is read by kafka-storage as an
+            # option (about 1 start in 64): start again with a new one.
+            shutil.rmtree(data_dir, ignore_errors=True)
+            if attempt == 2:
+                raise
+            log(f"broker start failed ({str(exc)[:80]}...); retrying")
     BROKER_PID = info.pid
     try:
         yield info.bootstrap_servers
