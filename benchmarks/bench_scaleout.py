@@ -6,12 +6,14 @@ One command::
     .venv/bin/python benchmarks/bench_scaleout.py --events 200000 --repeats 1 --no-write
 
 It preloads ``--events`` prediction-log records (``_common.EventFactory``, 25 features)
-into a 4-partition topic, then, per run, starts one or two full streamproc worker
-processes (``Worker.run``: ingest + aggregate, default settings, unpinned) with a fresh
-group id, scrapes ``streamproc_events_total`` from each worker's ``/metrics`` every
-0.25 s, and reports the steady throughput from 10% to 90% of the topic (so process start,
-the group join and the rebalance when the second worker joins, and the tail are not
-counted; the wall time from process start to the last event is reported too).
+into a 4-partition topic, then, per run, starts one or two processes with a fresh group
+id: full streamproc workers (``Worker.run``: ingest + aggregate, default settings,
+unpinned) and, as a second mode, the worker's ingest stage alone (its ``IngestLoop``, same
+settings): the hot path that the partitions spread. It scrapes ``streamproc_events_total``
+from each process's ``/metrics`` every 0.25 s and reports the steady throughput from 10%
+to 90% of the topic (so process start, the group join, the rebalance when the second
+process joins and the tail are not counted; the wall time from process start to the last
+event is reported too). A process that dies is reported with its exception.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import _common as c
 from bench_state import scrape
 
 
-def child_worker(config_path: str, reference_path: str, ready_path: str) -> None:
+def child_worker(config_path: str, reference_path: str, ready_path: str, mode: str) -> None:
     from streamproc.config import config_from_mapping
     from streamproc.core.model_profile import ModelProfile
     from streamproc.monitor.references import ReferenceSet
@@ -50,11 +52,19 @@ def child_worker(config_path: str, reference_path: str, ready_path: str) -> None
             Path(ready_path).write_text(str(time.time()))
 
     threading.Thread(target=announce, daemon=True).start()
-    worker.run(stop)
+    if mode == "worker":
+        worker.run(stop)
+        return
+    # ingest stage only: the worker's IngestLoop with the worker's settings and metrics
+    from prometheus_client import start_http_server
+
+    worker.create_topics()
+    start_http_server(config.metrics.port, config.metrics.host, worker.metrics.registry)
+    worker.ingest.run(stop)
 
 
 def one_run(
-    bootstrap: str, topic: str, n_workers: int, n_events: int, tmp: Path, run_id: str
+    bootstrap: str, topic: str, n_workers: int, n_events: int, tmp: Path, run_id: str, mode: str
 ) -> dict[str, Any]:
     from streamproc.broker.local import free_port
 
@@ -78,6 +88,7 @@ def one_run(
         }
         cfg = tmp / f"config-{run_id}-{w}.json"
         cfg.write_text(json.dumps(mapping))
+        err = (tmp / f"stderr-{run_id}-{w}.log").open("wb")
         procs.append(
             subprocess.Popen(
                 [
@@ -87,11 +98,14 @@ def one_run(
                     str(cfg),
                     str(tmp / "ref.bin"),
                     str(tmp / f"ready-{run_id}-{w}"),
+                    mode,
                 ],
                 cwd=c.ROOT,
+                stderr=err,
             )
         )
     samples: list[tuple[float, float]] = []
+    failure = ""
     try:
         deadline = time.monotonic() + 1800
         while time.monotonic() < deadline:
@@ -100,7 +114,9 @@ def one_run(
             if total >= n_events:
                 break
             if any(p.poll() is not None for p in procs):
-                raise RuntimeError("a worker exited")
+                failure = _failure(tmp, run_id, n_workers)
+                c.log(f"{n_workers} {mode}(s): a process exited: {failure}")
+                break
             time.sleep(0.25)
     finally:
         for p in procs:
@@ -111,6 +127,8 @@ def one_run(
             except subprocess.TimeoutExpired:
                 p.kill()
     load1 = c.loadavg()
+    if failure:
+        return {"rate": None, "wall_s": None, "load": (load0, load1), "error": failure}
 
     def at(frac: float) -> tuple[float, float]:
         return next(s for s in samples if s[1] >= frac * n_events)
@@ -118,10 +136,20 @@ def one_run(
     (t1, e1), (t2, e2) = at(0.1), at(0.9)
     rate = (e2 - e1) / (t2 - t1)
     c.log(
-        f"{n_workers} worker(s): {rate:,.0f} events/s steady (10–90%), "
+        f"{n_workers} {mode}(s): {rate:,.0f} events/s steady (10–90%), "
         f"{samples[-1][0]:.1f} s start to end (load {load0} -> {load1})"
     )
     return {"rate": rate, "wall_s": samples[-1][0], "load": (load0, load1)}
+
+
+def _failure(tmp: Path, run_id: str, n_workers: int) -> str:
+    """The last exception line a crashed child wrote."""
+    for w in range(n_workers):
+        lines = (tmp / f"stderr-{run_id}-{w}.log").read_text(errors="replace").splitlines()
+        errors = [x for x in lines if x and not x.startswith((" ", "%")) and "Error" in x]
+        if errors:
+            return errors[-1][:200]
+    return "exited without an exception line"
 
 
 def main() -> None:
@@ -129,7 +157,8 @@ def main() -> None:
     p.add_argument("--events", type=int, default=1_000_000)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--no-write", action="store_true")
-    p.add_argument("--child-worker", nargs=3)
+    p.add_argument("--modes", default="worker,ingest")
+    p.add_argument("--child-worker", nargs=4)
     a = p.parse_args()
     if a.child_worker:
         child_worker(*a.child_worker)
@@ -143,7 +172,10 @@ def run(a: argparse.Namespace) -> None:
     factory = c.EventFactory(pool=100_000)
     tmp = Path(tempfile.mkdtemp(prefix="bench-scaleout-"))
     (tmp / "ref.bin").write_bytes(factory.reference().to_bytes())
-    results: dict[int, list[dict[str, Any]]] = {1: [], 2: []}
+    modes = a.modes.split(",")
+    results: dict[tuple[str, int], list[dict[str, Any]]] = {
+        (m, n): [] for m in modes for n in (1, 2)
+    }
     with c.kafka() as bootstrap:
         topic = f"bench.scaleout.{int(time.time())}"
         c.create_topic(bootstrap, topic, 4)
@@ -155,38 +187,58 @@ def run(a: argparse.Namespace) -> None:
         assert producer.flush(120) == 0
         c.log(f"preloaded {a.events:,} events")
         for r in range(a.repeats):
-            for n in (1, 2):
-                results[n].append(one_run(bootstrap, topic, n, a.events, tmp, f"{r}-{n}"))
+            for m in modes:
+                for n in (1, 2):
+                    run_id = f"{m}-{r}-{n}"
+                    results[(m, n)].append(one_run(bootstrap, topic, n, a.events, tmp, run_id, m))
     load_end = c.loadavg()
     c.log(f"load average at end: {load_end}")
-    one = c.stats([x["rate"] for x in results[1]])[0]
-    two = c.stats([x["rate"] for x in results[2]])[0]
-    ratio = two / one
+    what = {
+        "worker": "full worker processes (`Worker.run`: ingest + aggregate)",
+        "ingest": "ingest-only processes (the worker's `IngestLoop`, same settings)",
+    }
     lines = [
         f"Machine: {c.machine()}. Commit {c.git_head()}.",
         "",
         f"{a.events:,} preloaded events (25 features, ~740 bytes) in a 4-partition topic; per "
-        "run one or two full worker processes (`Worker.run`, ingest + aggregate, default "
-        "settings, not pinned; the broker shares the same 2 cores) with a fresh group id. "
-        "Throughput: events counted by the workers' `streamproc_events_total` between 10% "
-        f"and 90% of the topic. Median (min–max) of {a.repeats} runs. "
+        "run one or two processes with the same, fresh group id, default settings, not "
+        "pinned (the broker shares the same 2 cores): "
+        + "; ".join(what[m] for m in modes)
+        + ". Throughput: events counted by the processes' `streamproc_events_total` between "
+        f"10% and 90% of the topic. Median (min–max) of {a.repeats} runs. "
         f"Command: `.venv/bin/python benchmarks/bench_scaleout.py --events {a.events}`.",
         f"Load average (1/5/15 min) at start {load_start}, at end {load_end}; per run: "
-        + "; ".join(f"{n}w {x['load'][0]} → {x['load'][1]}" for n in (1, 2) for x in results[n])
+        + "; ".join(
+            f"{m} ×{n} {x['load'][0]} → {x['load'][1]}"
+            for (m, n), xs in results.items()
+            for x in xs
+        )
         + ".",
         "",
-        "| workers | events/s (10–90%) | wall s, start → last event |",
-        "| ---: | ---: | ---: |",
+        "| processes | events/s (10–90%) | wall s, start → last event | failed runs |",
+        "| --- | ---: | ---: | ---: |",
     ]
-    for n in (1, 2):
-        lines.append(
-            f"| {n} | {c.fmt_stats([x['rate'] for x in results[n]])} | "
-            f"{c.fmt_stats([x['wall_s'] for x in results[n]], '{:.1f}')} |"
-        )
-    lines += [
-        "",
-        f"Two workers / one = {ratio:.2f}× (target ≥ 1.7×: {'met' if ratio >= 1.7 else 'missed'}).",
-    ]
+    medians: dict[tuple[str, int], float] = {}
+    for (m, n), xs in results.items():
+        ok = [x for x in xs if x["rate"] is not None]
+        rate = c.fmt_stats([x["rate"] for x in ok]) if ok else "–"
+        wall = c.fmt_stats([x["wall_s"] for x in ok], "{:.1f}") if ok else "–"
+        if ok:
+            medians[(m, n)] = c.stats([x["rate"] for x in ok])[0]
+        lines.append(f"| {n} × {m} | {rate} | {wall} | {len(xs) - len(ok)} of {len(xs)} |")
+    lines.append("")
+    for m in modes:
+        if (m, 1) in medians and (m, 2) in medians:
+            ratio = medians[(m, 2)] / medians[(m, 1)]
+            lines.append(
+                f"{m}: two / one = {ratio:.2f}× (target ≥ 1.7×: "
+                f"{'met' if ratio >= 1.7 else 'missed'})."
+            )
+        else:
+            lines.append(f"{m}: no ratio (runs failed).")
+    failures = sorted({x["error"] for xs in results.values() for x in xs if x.get("error")})
+    for f in failures:
+        lines.append(f"Failure: `{f}`")
     c.append_results("Streaming: scale-out, one vs two workers", "\n".join(lines), not a.no_write)
 
 
