@@ -89,8 +89,9 @@ class PredictionBatch:
     """int64 positions of the rows in the decoded input list."""
     timestamps: np.ndarray
     """float64 event time, epoch seconds."""
-    features: dict[str, list[Any]]
-    """Feature name → values; ``None`` for null *or* absent (see ``missing``)."""
+    features: dict[str, list[Any] | pa.Array]
+    """Feature name → values; ``None`` for null *or* absent (see ``missing``). A typed
+    pyarrow array instead of a list when the fast path (``fast_decode``) built it."""
     missing: dict[str, int]
     """Feature name → number of rows whose record lacked the key (a subset of the Nones)."""
     prediction_score: np.ndarray
@@ -136,7 +137,7 @@ class PredictionBatch:
             model_version=self.model_version,
             indices=self.indices[rows],
             timestamps=self.timestamps[rows],
-            features={name: [col[i] for i in pick] for name, col in self.features.items()},
+            features={name: _take(col, rows, pick) for name, col in self.features.items()},
             missing={name: len(missing_rows.get(name, ())) for name in self.missing},
             prediction_score=self.prediction_score[rows],
             prediction_label=[self.prediction_label[i] for i in pick],
@@ -521,14 +522,23 @@ def _refinalize(
     )
 
 
-def typed_columns(features: dict[str, list[Any]]) -> dict[str, Any]:
+def _take(col: list[Any] | pa.Array, rows: np.ndarray, pick: list[int]) -> list[Any] | pa.Array:
+    if isinstance(col, pa.Array):
+        return col.take(pa.array(rows, type=pa.int64()))
+    return [col[i] for i in pick]
+
+
+def typed_columns(features: dict[str, list[Any] | pa.Array]) -> dict[str, Any]:
     """Feature lists as typed arrays where the values allow it, so profiles skip the
     per-value Python pass: all numbers → float64 (nulls masked; JSON has no NaN, so a
     NaN here is always a null), all strings → pyarrow string array (nulls as nulls),
     all booleans → bool. Mixed or wrongly typed columns stay lists (the profile counts
-    the odd values as invalid)."""
+    the odd values as invalid). Arrow arrays (already typed) pass through."""
     out: dict[str, Any] = {}
     for name, col in features.items():
+        if isinstance(col, pa.Array):
+            out[name] = col
+            continue
         types = set(map(type, col))
         has_null = _NONE in types
         types.discard(_NONE)

@@ -33,6 +33,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from streamproc.contracts.fast_decode import fast_decode
 from streamproc.contracts.framing import deadletter_headers
 from streamproc.contracts.prediction import decode_predictions
 from streamproc.monitor.lag import report_lag
@@ -164,7 +165,14 @@ class IngestLoop:
             return
         s = self.settings
         values = [m.value() for m in good]
-        result = decode_predictions(
+        # Clean batches of one (model, version) parse in one pyarrow call; anything else
+        # (and any record that would be rejected) goes through the orjson decoder.
+        result = fast_decode(
+            values,
+            kinds_for=self._feature_kinds,
+            max_message_bytes=s.max_message_bytes,
+            window_ms=s.window_ms,
+        ) or decode_predictions(
             values,
             known_models=self.references.is_known,
             max_message_bytes=s.max_message_bytes,
@@ -206,6 +214,12 @@ class IngestLoop:
             self.metrics.events_total.labels(model).inc(batch.n)
         self._advance_newest(seen)
         self.metrics.ingest_batch_seconds.observe(time.perf_counter() - began)
+
+    def _feature_kinds(self, model: str, version: str) -> dict[str, Any] | None:
+        """The fast decoder's view of the references: None exactly for unknown models."""
+        if not self.references.is_known(model):
+            return None
+        return self.references.feature_kinds(model, version) or None
 
     def _late_rows(
         self, model: str, version: str, window_end: int, parts: np.ndarray

@@ -13,6 +13,7 @@ from itertools import chain
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from streamproc.contracts.prediction import PredictionBatch, typed_columns
 from streamproc.core.feature_profile import WINDOW_K
@@ -58,28 +59,27 @@ class WindowBuffer:
 
 def _concat_features(
     chunks: list[BufferedChunk], expected: list[str]
-) -> tuple[dict[str, list[Any]], dict[str, int], dict[str, int]]:
-    """Columns over all chunks, with counts of missing expected / present unexpected names."""
+) -> tuple[dict[str, list[Any] | pa.Array], dict[str, int], dict[str, int]]:
+    """Columns over all chunks, with counts of missing expected / present unexpected names.
+
+    A column is one Arrow array when every chunk that has it holds an Arrow array of
+    one type (fast-path chunks; chunks without it contribute typed nulls), else a list
+    (Arrow parts converted to Python values, as the orjson decoder would have built).
+    """
     names: dict[str, None] = dict.fromkeys(expected)
     for c in chunks:
         names.update(dict.fromkeys(c.batch.features))
     expected_set = set(expected)
-    columns: dict[str, list[Any]] = {}
+    columns: dict[str, list[Any] | pa.Array] = {}
     missing: dict[str, int] = {}
     unexpected: dict[str, int] = {}
     for name in names:
-        parts: list[list[Any]] = []
+        cols = [c.batch.features.get(name) for c in chunks]
         absent = 0
-        for c in chunks:
-            col = c.batch.features.get(name)
-            if col is None:
-                parts.append([None] * c.batch.n)
-                absent += c.batch.n
-            else:
-                parts.append(col)
-                absent += c.batch.missing.get(name, 0)
+        for c, col in zip(chunks, cols, strict=True):
+            absent += c.batch.n if col is None else c.batch.missing.get(name, 0)
         if name in expected_set:
-            columns[name] = parts[0] if len(parts) == 1 else list(chain.from_iterable(parts))
+            columns[name] = _concat_column(cols, [c.batch.n for c in chunks])
             if absent:
                 missing[name] = absent
         else:
@@ -87,6 +87,28 @@ def _concat_features(
             if present:
                 unexpected[name] = present
     return columns, missing, unexpected
+
+
+def _concat_column(
+    cols: list[list[Any] | pa.Array | None], sizes: list[int]
+) -> list[Any] | pa.Array:
+    """One column from per-chunk parts (None: the chunk lacks the name)."""
+    types = {col.type for col in cols if isinstance(col, pa.Array)}
+    if len(types) == 1 and all(isinstance(col, pa.Array) or col is None for col in cols):
+        (t,) = types
+        arrays = [
+            pa.nulls(n, t) if col is None else col for col, n in zip(cols, sizes, strict=True)
+        ]
+        return arrays[0] if len(arrays) == 1 else pa.concat_arrays(arrays)
+    parts: list[list[Any]] = []
+    for col, n in zip(cols, sizes, strict=True):
+        if col is None:
+            parts.append([None] * n)
+        elif isinstance(col, pa.Array):
+            parts.append(col.to_pylist())
+        else:
+            parts.append(col)
+    return parts[0] if len(parts) == 1 else list(chain.from_iterable(parts))
 
 
 def _event_list(counts: dict[str, int]) -> np.ndarray:

@@ -1,0 +1,367 @@
+"""The pyarrow fast path either declines or gives exactly what the orjson decoder gives."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from streamproc.contracts.fast_decode import fast_decode
+from streamproc.contracts.prediction import DecodeResult, decode_predictions
+from streamproc.core.kinds import FeatureKind
+from streamproc.core.model_profile import ModelProfile
+from streamproc.monitor.window_buffer import BufferedChunk, WindowBuffer, build_delta
+
+WINDOW_MS = 60_000
+T0 = 1_700_000_040.0
+KINDS = {
+    "x": FeatureKind.NUMERIC,
+    "y": FeatureKind.NUMERIC,
+    "c": FeatureKind.CATEGORICAL,
+    "b": FeatureKind.BOOLEAN,
+}
+
+
+def _reference(model: str) -> ModelProfile:
+    rng = np.random.default_rng(0)
+    n = 500
+    return ModelProfile.build_reference(
+        model,
+        "1",
+        {
+            "x": rng.normal(size=n),
+            "y": rng.integers(0, 9, size=n).astype(np.float64),
+            "c": rng.choice(["a", "b"], size=n).astype(object),
+            "b": rng.random(n) < 0.5,
+        },
+        predictions=rng.random(n),
+        predicted_labels=rng.choice(["yes", "no"], size=n).astype(object),
+    )
+
+
+REFS = {"m": _reference("m"), "n": _reference("n")}
+
+
+def kinds_for(model: str, version: str) -> dict[str, Any] | None:
+    ref = REFS.get(model)
+    return None if ref is None else {k: p.kind for k, p in ref.features.items()}
+
+
+def record(i: int, **overrides: Any) -> dict[str, Any]:
+    rec: dict[str, Any] = {
+        "model": "m",
+        "model_version": "1",
+        "request_id": f"r{i}",
+        "timestamp": T0 + i,
+        "features": {"x": i * 0.5, "y": i % 4, "c": "ab"[i % 2], "b": i % 3 == 0},
+        "prediction": {"label": "yes" if i % 3 else "no", "score": (i % 10) / 10},
+        "latency_ms": float(i % 7),
+    }
+    rec.update(overrides)
+    return {k: v for k, v in rec.items() if v is not DROP}
+
+
+DROP = object()
+
+
+def _deltas(result: DecodeResult) -> dict[Any, Any]:
+    out = {}
+    for key, batch in result.batches.items():
+        buf = WindowBuffer(batch.model, batch.model_version, key[2], key[2] + WINDOW_MS)
+        append = batch.timestamps + 1.0
+        buf.add(BufferedChunk(batch, append, 1.8e9), np.zeros(batch.n, np.int64), batch.indices)
+        # a second chunk of the same rows: concatenation of (arrow or list) parts
+        buf.add(BufferedChunk(batch, append, 1.8e9), np.zeros(batch.n, np.int64), batch.indices)
+        out[key] = build_delta(buf, REFS[batch.model], topic="t", producer_id="p")
+    return out
+
+
+def check(values: list[bytes], *, window_ms: int = WINDOW_MS) -> bool:
+    """Assert equivalence; True when the fast path took the batch."""
+    fast = fast_decode(values, kinds_for=kinds_for, window_ms=window_ms, keep_request_ids=True)
+    if fast is None:
+        return False
+    slow = decode_predictions(
+        values, known_models=set(REFS), window_ms=window_ms, keep_request_ids=True
+    )
+    assert fast.rejects == slow.rejects == []
+    assert list(fast.batches) == list(slow.batches)
+    for key, f in fast.batches.items():
+        s = slow.batches[key]
+        assert (f.model, f.model_version, f.window_start_ms) == (
+            s.model,
+            s.model_version,
+            s.window_start_ms,
+        )
+        for name in (
+            "indices",
+            "timestamps",
+            "prediction_score",
+            "latency_ms",
+            "fallback",
+            "error",
+            "features_as_of",
+        ):
+            np.testing.assert_array_equal(getattr(f, name), getattr(s, name), err_msg=name)
+            assert getattr(f, name).dtype == getattr(s, name).dtype, name
+        assert f.prediction_label == s.prediction_label
+        assert f.segments == s.segments
+        assert f.request_ids == s.request_ids
+        assert f.missing == s.missing and f.missing_rows == s.missing_rows == {}
+        assert list(f.features) == list(s.features)
+        for name, col in f.features.items():
+            assert isinstance(col, pa.Array)
+            assert col.to_pylist() == [_as_float(v) for v in s.features[name]]
+    fd, sd = _deltas(fast), _deltas(slow)
+    assert fd.keys() == sd.keys()
+    for key in fd:
+        assert fd[key].profile == sd[key].profile
+        assert fd[key].ops == sd[key].ops
+    return True
+
+
+def _as_float(v: Any) -> Any:
+    """Arrow's view of a JSON value in a float column: ints become floats."""
+    return float(v) if type(v) is int else v
+
+
+def enc(*records: dict[str, Any]) -> list[bytes]:
+    return [orjson.dumps(r) for r in records]
+
+
+# ---------------------------------------------------------------------- taken
+
+
+@pytest.mark.parametrize(
+    "records",
+    [
+        [record(i) for i in range(20)],
+        [record(i, timestamp=int((T0 + i * 30) * 1000)) for i in range(20)],  # ms, 10 windows
+        [record(i, timestamp=int(T0) + i) for i in range(5)],
+        [record(i, prediction=i * 0.1) for i in range(5)],
+        [record(i, prediction=f"l{i % 2}") for i in range(5)],
+        [record(i, prediction=bool(i % 2)) for i in range(5)],
+        [record(i, prediction={"label": "a"}) for i in range(5)],
+        [record(i, prediction={"label": True, "score": None}) for i in range(5)],
+        [
+            record(i, latency_ms=DROP, fallback=bool(i % 2), error="" if i % 2 else "boom")
+            for i in range(6)
+        ],
+        [record(i, error=i % 2 == 0, features_as_of=T0 - i) for i in range(6)],
+        [record(i, features_as_of=None if i % 2 else (T0 - i) * 1000) for i in range(6)],
+        [record(i, latency_ms=None if i % 2 else 3) for i in range(6)],
+        [record(i, features={"x": None, "y": None, "c": None, "b": None}) for i in range(4)],
+        [
+            record(i, features={"x": None if i % 2 else 1, "y": 2**60 + i, "c": ":x", "b": True})
+            for i in range(6)
+        ],
+        [record(i, features={"y": 1.5, "x": True, "c": False, "b": None}) for i in range(4)],
+        [record(i, features={"x": 1.0, "c": 7}) for i in range(4)],  # int categories
+        [record(i, features={"x": -0.0, "c": "é"}) for i in range(3)],
+        [record(0, features={"x": 1})],
+    ],
+)
+def test_clean_batches_take_the_fast_path(records: list[dict[str, Any]]) -> None:
+    assert check(enc(*records))
+
+
+def test_spaced_json_and_absent_optional_fields_take_the_fast_path() -> None:
+    values = [
+        b'{"model": "m", "model_version": "1", "request_id": "r", "timestamp": 1700000040,'
+        b' "features": {"x": null, "y": 2, "c": "a", "b": false}, "prediction": 0.5,'
+        b' "latency_ms": 1.5}',
+        b'{"model":"m","model_version":"1","request_id":"s","timestamp":1700000041,'
+        b'"features":{"x":1,"y":null,"c":null,"b":null},"prediction":0.5}',
+    ]
+    assert check(values)
+
+
+# --------------------------------------------------------------------- declined
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [],
+        [None],
+        [b""],
+        [b"[1]"],
+        [b" " + orjson.dumps(record(0))],
+        enc(record(0), record(1, features={"x": 1.0, "y": 1, "c": "a"})),  # b key missing
+        enc(record(0), record(1, features={"x": 1.0, "y": 1, "c": "a", "b": True, "z": 1})),
+        enc(record(0), record(1, features={"x": "1", "y": 1, "c": "a", "b": True})),
+        enc(record(0), record(1, features={"x": [1], "y": 1, "c": "a", "b": True})),
+        enc(record(0), record(1, features={"x": {"a": 1}, "y": 1, "c": "a", "b": True})),
+        enc(record(0), record(1, model="n")),
+        enc(record(0), record(1, model_version="2")),
+        enc(record(0, model="zzz")),
+        enc(record(0), record(1, request_id=None)),
+        enc(record(0), record(1, model="")),
+        enc(record(0), record(1, timestamp=-1)),
+        enc(record(0), record(1, timestamp=2e14)),
+        enc(record(0), record(1, timestamp="2024-05-01T10:00:03Z")),
+        enc(record(0, timestamp="2024-05-01T10:00:03Z")),
+        enc(record(0), record(1, latency_ms=-1)),
+        enc(record(0), record(1, features_as_of=-5)),
+        enc(record(0), record(1, prediction=None)),
+        enc(record(0), record(1, prediction={"score": 0.3})),
+        enc(record(0), record(1, prediction={"label": None, "score": 0.3})),
+        enc(record(0), record(1, prediction={"label": "a", "score": 0.3, "x": 1})),
+        enc(record(0), record(1, prediction=0.3)),
+        enc(record(0), record(1, segment={"a": "b"})),
+        enc(record(0), record(1, extra=1)),
+        enc(record(0), record(1, features=None)),
+        enc(record(0), record(1, features=DROP)),
+        enc(record(0), record(1, c="x")),
+        enc(record(0, features={"x": 1, "score": 2})),
+        [orjson.dumps(record(0)), b'{"model":"m"'],
+        [orjson.dumps(record(0)), orjson.dumps(record(1)) + b" " + orjson.dumps(record(2))],
+        [orjson.dumps(record(0)), orjson.dumps(record(1)).replace(b'"x":0.5', b'"x":NaN')],
+        [orjson.dumps(record(0)), orjson.dumps(record(1)).replace(b'"x":0.5', b'"x":-0')],
+        [orjson.dumps(record(0)), orjson.dumps(record(1)).replace(b'"x":0.5', b'"x":1e400')],
+        [orjson.dumps(record(0)), orjson.dumps(record(1)).replace(b'"r1"', b'"r\xff"')],
+        [orjson.dumps(record(0)), orjson.dumps(record(1)).replace(b'"x":0.5,', b"")],
+        [orjson.dumps(record(0)), orjson.dumps(record(1)).replace(b'"x":0.5', b'"x":1,"x":2')],
+        # a missing key compensated by a string value that looks like a key
+        [
+            orjson.dumps(record(0, features={"x": 1, "y": None, "c": "a", "b": True})),
+            orjson.dumps(record(1, features={"x": 1, "c": '"y":', "b": True})),
+        ],
+    ],
+)
+def test_unusual_batches_are_declined(values: list[Any]) -> None:
+    assert fast_decode(values, kinds_for=kinds_for, window_ms=WINDOW_MS) is None
+
+
+def test_newline_inside_a_record_is_whitespace_on_both_paths() -> None:
+    values = [orjson.dumps(record(0)), orjson.dumps(record(1)).replace(b',"c"', b',\n"c"')]
+    assert check(values)
+
+
+def test_oversized_is_declined() -> None:
+    values = enc(record(0), record(1))
+    assert fast_decode(values, kinds_for=kinds_for, max_message_bytes=50) is None
+    assert check(values)
+
+
+# ------------------------------------------------------------------- hypothesis
+
+_scalar = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**64 - 1),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(alphabet=st.sampled_from('ab:"\\é ny0'), max_size=4),
+)
+_feature_value = st.one_of(_scalar, st.lists(st.integers(-9, 9), max_size=2), st.just({"k": 1}))
+_timestamp = st.one_of(
+    st.floats(min_value=-10, max_value=2e14, allow_nan=False),
+    st.integers(min_value=0, max_value=10**14),
+    st.sampled_from([T0, T0 + 59.5, (T0 + 61) * 1000, "2024-05-01T10:00:03Z", None]),
+)
+_prediction = st.one_of(
+    st.floats(0, 1),
+    st.sampled_from(["yes", "no", True, False, None]),
+    st.fixed_dictionaries(
+        {"label": st.sampled_from(["yes", "no", True, 1, None])},
+        optional={"score": st.one_of(st.none(), st.floats(0, 1))},
+    ),
+)
+
+
+@st.composite
+def _record(draw: st.DrawFn) -> dict[str, Any]:
+    rec: dict[str, Any] = {
+        "model": draw(st.sampled_from(["m", "m", "m", "n", "zzz", ""])),
+        "model_version": draw(st.sampled_from(["1", "1", "1", "2"])),
+        "request_id": draw(st.sampled_from(["r", "s", ":t"])),
+        "timestamp": draw(_timestamp),
+        "features": draw(
+            st.dictionaries(st.sampled_from(["x", "y", "c", "b", "z"]), _feature_value)
+        ),
+        "prediction": draw(_prediction),
+    }
+    optional = {
+        "latency_ms": st.one_of(st.none(), st.floats(-1, 100), st.integers(0, 9)),
+        "fallback": st.one_of(st.none(), st.booleans()),
+        "error": st.one_of(st.none(), st.booleans(), st.sampled_from(["", "x"])),
+        "features_as_of": st.one_of(st.none(), _timestamp),
+        "segment": st.just({"a": "b"}),
+    }
+    for name, strategy in optional.items():
+        if draw(st.integers(0, 4)) == 0:
+            rec[name] = draw(strategy)
+    for name in list(rec):
+        if draw(st.integers(0, 30)) == 0:
+            del rec[name]
+    return rec
+
+
+@st.composite
+def _batch(draw: st.DrawFn) -> list[bytes]:
+    template = draw(_record())
+    out = []
+    for _ in range(draw(st.integers(1, 6))):
+        if draw(st.booleans()):  # mostly like the template: the fast path's case
+            rec = dict(template)
+            rec["features"] = dict(template.get("features") or {})
+            for name in list(rec["features"]):
+                if draw(st.integers(0, 3)) == 0:
+                    rec["features"][name] = draw(st.one_of(st.none(), _scalar))
+            if draw(st.integers(0, 3)) == 0:
+                rec["timestamp"] = draw(_timestamp)
+        else:
+            rec = draw(_record())
+        raw = orjson.dumps(rec, option=orjson.OPT_NON_STR_KEYS) if rec else b"{}"
+        if draw(st.integers(0, 8)) == 0:
+            raw = draw(
+                st.sampled_from(
+                    [
+                        raw.replace(b":", b": "),
+                        raw.replace(b":", b" :"),
+                        raw.replace(b"0", b"-0"),
+                        raw.replace(b"1", b"NaN"),
+                        raw[:-1],
+                        raw + b" ",
+                        raw + b"\n",
+                        b"\n" + raw,
+                        raw + raw,
+                    ]
+                )
+            )
+        out.append(raw)
+    return out
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_batch())
+def test_fast_path_declines_or_matches_the_orjson_decoder(values: list[bytes]) -> None:
+    check(values)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.one_of(st.none(), st.floats(-1e6, 1e6), st.integers(-5, 5)),
+            st.one_of(st.none(), st.sampled_from(["a", "b", ":c", "null"])),
+            st.one_of(st.none(), st.booleans()),
+            _timestamp,
+        ),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_template_batches_match(rows: list[tuple[Any, Any, Any, Any]]) -> None:
+    values = enc(
+        *(
+            record(i, timestamp=t, features={"x": x, "y": 1, "c": c, "b": b})
+            for i, (x, c, b, t) in enumerate(rows)
+        )
+    )
+    check(values)
