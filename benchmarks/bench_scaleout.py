@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -105,12 +107,14 @@ def one_run(
             )
         )
     samples: list[tuple[float, float]] = []
+    cpu: list[tuple[list[float], list[float]]] = []  # per sample: (system busy/idle, per child)
     failure = ""
     try:
         deadline = time.monotonic() + 1800
         while time.monotonic() < deadline:
             total = sum(scrape(p).get("streamproc_events_total", 0.0) for p in ports)
             samples.append((time.perf_counter() - began, total))
+            cpu.append((_system_cpu(), [_proc_cpu(p.pid) for p in procs] + [_broker_cpu()]))
             if total >= n_events:
                 break
             if any(p.poll() is not None for p in procs):
@@ -130,16 +134,50 @@ def one_run(
     if failure:
         return {"rate": None, "wall_s": None, "load": (load0, load1), "error": failure}
 
-    def at(frac: float) -> tuple[float, float]:
-        return next(s for s in samples if s[1] >= frac * n_events)
+    def at(frac: float) -> int:
+        return next(i for i, s in enumerate(samples) if s[1] >= frac * n_events)
 
-    (t1, e1), (t2, e2) = at(0.1), at(0.9)
+    i1, i2 = at(0.1), at(0.9)
+    (t1, e1), (t2, e2) = samples[i1], samples[i2]
     rate = (e2 - e1) / (t2 - t1)
+    (busy1, idle1), procs1 = cpu[i1]
+    (busy2, idle2), procs2 = cpu[i2]
+    machine_busy = (busy2 - busy1) / max(1e-9, (busy2 - busy1) + (idle2 - idle1))
+    per_proc = [(b - a) / (t2 - t1) for a, b in zip(procs1, procs2, strict=True)]
     c.log(
         f"{n_workers} {mode}(s): {rate:,.0f} events/s steady (10–90%), "
         f"{samples[-1][0]:.1f} s start to end (load {load0} -> {load1})"
     )
-    return {"rate": rate, "wall_s": samples[-1][0], "load": (load0, load1)}
+    return {
+        "rate": rate,
+        "wall_s": samples[-1][0],
+        "load": (load0, load1),
+        "machine_busy": machine_busy,
+        "cores_per_process": per_proc[:-1],
+        "broker_cores": per_proc[-1],
+    }
+
+
+def _system_cpu() -> list[float]:
+    """Busy and idle jiffies of the whole machine (``/proc/stat``)."""
+    fields = [float(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return [sum(fields[:8]) - idle, idle]
+
+
+def _proc_cpu(pid: int | None) -> float:
+    """CPU seconds (user + system, all threads) a process has used so far."""
+    if pid is None:
+        return 0.0
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (float(stat[11]) + float(stat[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _broker_cpu() -> float:
+    return _proc_cpu(c.BROKER_PID)
 
 
 def _failure(tmp: Path, run_id: str, n_workers: int) -> str:
@@ -205,7 +243,9 @@ def run(a: argparse.Namespace) -> None:
         "pinned (the broker shares the same 2 cores): "
         + "; ".join(what[m] for m in modes)
         + ". Throughput: events counted by the processes' `streamproc_events_total` between "
-        f"10% and 90% of the topic. Median (min–max) of {a.repeats} runs. "
+        f"10% and 90% of the topic; CPU over the same interval from /proc (machine: share of "
+        "both cores busy, all processes included). "
+        f"Median (min–max) of {a.repeats} runs. "
         f"Command: `.venv/bin/python benchmarks/bench_scaleout.py --events {a.events}`.",
         f"Load average (1/5/15 min) at start {load_start}, at end {load_end}; per run: "
         + "; ".join(
@@ -215,8 +255,9 @@ def run(a: argparse.Namespace) -> None:
         )
         + ".",
         "",
-        "| processes | events/s (10–90%) | wall s, start → last event | failed runs |",
-        "| --- | ---: | ---: | ---: |",
+        "| processes | events/s (10–90%) | wall s, start → last event | machine CPU busy "
+        "| cores used per process | broker cores | failed runs |",
+        "| --- | ---: | ---: | ---: | --- | ---: | ---: |",
     ]
     medians: dict[tuple[str, int], float] = {}
     for (m, n), xs in results.items():
@@ -225,7 +266,19 @@ def run(a: argparse.Namespace) -> None:
         wall = c.fmt_stats([x["wall_s"] for x in ok], "{:.1f}") if ok else "–"
         if ok:
             medians[(m, n)] = c.stats([x["rate"] for x in ok])[0]
-        lines.append(f"| {n} × {m} | {rate} | {wall} | {len(xs) - len(ok)} of {len(xs)} |")
+        busy = f"{statistics.median(x['machine_busy'] for x in ok):.0%}" if ok else "–"
+        per = (
+            " + ".join(
+                f"{statistics.median(x['cores_per_process'][i] for x in ok):.2f}" for i in range(n)
+            )
+            if ok
+            else "–"
+        )
+        broker = f"{statistics.median(x['broker_cores'] for x in ok):.2f}" if ok else "–"
+        lines.append(
+            f"| {n} × {m} | {rate} | {wall} | {busy} | {per} | {broker} | "
+            f"{len(xs) - len(ok)} of {len(xs)} |"
+        )
     lines.append("")
     for m in modes:
         if (m, 1) in medians and (m, 2) in medians:
