@@ -66,6 +66,7 @@ _ENVELOPE: Final = frozenset(
     }
 )
 _RESERVED_KEYS: Final = _ENVELOPE | {"label", "score", "segment"}
+_QUOTE: Final = ord('"')
 _NEG_ZERO_INT: Final = re.compile(rb"-0(?![0-9.eE])")
 _KIND_TYPE: Final = {"numeric": pa.float64(), "categorical": pa.string(), "boolean": pa.bool_()}
 _SCHEMAS: dict[tuple[Any, ...], tuple[pa.Schema, tuple[bytes, ...]] | None] = {}
@@ -103,8 +104,8 @@ def _shape(first: dict[str, Any], kinds: Mapping[str, Any]) -> tuple[Any, ...] |
     fshape = []
     for name, value in feats.items():
         kind = kinds.get(name)
-        if kind is None or name in _RESERVED_KEYS:
-            return None
+        if kind is None or name in _RESERVED_KEYS or orjson.dumps(name) != f'"{name}"'.encode():
+            return None  # unknown, an envelope key, or needs escapes as a JSON key
         vt = type(value)
         fshape.append((name, str(kind), "float" if vt is int else vt.__name__))
     opt = []
@@ -274,14 +275,14 @@ def fast_decode(
         return None
     strings = _string_columns(cols, features)
     if any(pc.sum(pc.count_substring(col, '"')).as_py() for col in strings):
-        return None  # an escaped quote: '":' below would not count keys only
-    # Every key ends in '":' unless whitespace precedes the colon; with no '"' inside
-    # strings, the other '":' are the opening quotes of strings that start with ':'.
-    colon_strings = sum(pc.sum(pc.starts_with(col, ":")).as_py() or 0 for col in strings)
-    keys_max = n * (len(schema) + len(features) + (2 if is_struct else 0))
-    if joined.count(b'":') - colon_strings != keys_max:
-        # Some key is absent (or has whitespace before its colon): absent optional
-        # envelope fields are fine (null means absent), absent features are not.
+        return None  # an escaped quote: the quote count below would not add up
+    # With no escaped quotes, every '"' in the batch delimits a key or a string value,
+    # and the string values are exactly the non-null entries of the string columns.
+    quotes = int(np.count_nonzero(np.frombuffer(joined, dtype=np.uint8) == _QUOTE))
+    n_keys = quotes // 2 - sum(len(col) - col.null_count for col in strings)
+    if n_keys != n * (len(schema) + len(features) + (2 if is_struct else 0)):
+        # Some key is absent: absent optional envelope fields are fine (null means
+        # absent), absent features are not.
         for j, col in enumerate(features.values()):
             if col.null_count and joined.count(keys[j]) != n:
                 return None

@@ -185,9 +185,9 @@ class IngestLoop:
         if not result.batches:
             self.metrics.ingest_batch_seconds.observe(time.perf_counter() - began)
             return
-        partitions = np.fromiter((m.partition() for m in good), np.int64, len(good))
-        offsets = np.fromiter((m.offset() for m in good), np.int64, len(good))
-        append_s = np.fromiter((m.timestamp()[1] for m in good), np.float64, len(good)) / 1e3
+        partitions = np.fromiter(map(Message.partition, good), np.int64, len(good))
+        offsets = np.fromiter(map(Message.offset, good), np.int64, len(good))
+        append_s = np.array([t[1] for t in map(Message.timestamp, good)], np.float64) / 1e3
         received = time.time()
         seen: list[tuple[str, str, np.ndarray, np.ndarray]] = []
         for batch in result.batches.values():
