@@ -216,8 +216,7 @@ class LocalBroker:
             classpath,
             "kafka.tools.StorageTool",
             "format",
-            "-t",
-            _cluster_id(),
+            f"--cluster-id={_cluster_id()}",
             "-c",
             str(props),
             "--ignore-formatted",
@@ -276,7 +275,10 @@ def wait_ready(
 
 
 def _cluster_id() -> str:
-    """A Kafka cluster id: a random UUID in URL-safe base64 without padding."""
+    """A Kafka cluster id: a random UUID in URL-safe base64 without padding.
+
+    It may start with "-", so pass it as ``--cluster-id=ID``, never as a separate argument.
+    """
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
 
 

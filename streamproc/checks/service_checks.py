@@ -16,12 +16,13 @@ check              statistic                                   warning   critica
 =================  ==========================================  ========  ========
 
 The volume baseline is the same window one day earlier when retention still holds it,
-else the mean of the trailing closed windows (at least ``volume_min_baseline``).
+else the median of the trailing closed windows (at least ``volume_min_baseline``).
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -158,7 +159,8 @@ def volume_baseline(
     earlier = [n for s, n in counts_by_start.items() if s < window_start_ms]
     if len(earlier) < min_windows:
         return None
-    return sum(earlier) / len(earlier), f"mean of the {len(earlier)} previous windows"
+    # The median: one partial window (start-up, a short stall) must not move the baseline.
+    return float(statistics.median(earlier)), f"median of the {len(earlier)} previous windows"
 
 
 def volume_result(

@@ -101,4 +101,5 @@ def test_demo_fast_fires_and_resolves_every_scripted_alert(bootstrap_servers: st
         "completeness",
         "cardinality",
         "staleness",
+        "volume",  # the stall leaves windows short of events: a volume change is real
     }, text

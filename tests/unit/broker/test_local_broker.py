@@ -92,3 +92,13 @@ def test_stale_state_file_is_not_trusted(tmp_path: Path) -> None:
     assert broker.info() is None
     assert broker.stop() is False
     assert not (tmp_path / "broker.json").exists()
+
+
+def test_cluster_ids_are_16_byte_base64_even_when_they_start_with_a_dash() -> None:
+    import base64
+
+    from streamproc.broker.local import _cluster_id
+
+    ids = [_cluster_id() for _ in range(500)]
+    assert all(len(base64.urlsafe_b64decode(i + "==")) == 16 for i in ids)
+    assert any(i.startswith("-") for i in ids)  # why --cluster-id=ID is used

@@ -86,13 +86,14 @@ def test_volume_baseline_prefers_the_same_window_a_day_earlier() -> None:
     counts = {start - DAY_MS: 1_000, start - 300_000: 5_000, start - 600_000: 5_000}
     assert volume_baseline(start, counts, 300_000, 3) == (1_000.0, "same window one day earlier")
     trailing = {start - i * 300_000: 1_000 + i for i in range(1, 5)}
+    trailing[start - 5 * 300_000] = 10  # a partial window does not move the median
     base = volume_baseline(start, trailing, 300_000, 3)
-    assert base is not None and base[0] == pytest.approx(1_002.5)
+    assert base is not None and base[0] == pytest.approx(1_002)  # median of 10, 1001..1004
     assert volume_baseline(start, {start - 300_000: 9}, 300_000, 3) is None
 
 
 def test_volume_change_grades() -> None:
-    base = (1_000.0, "mean of the 4 previous windows")
+    base = (1_000.0, "median of the 4 previous windows")
     assert volume_result(W, 1_200, base, ServicePolicy()).severity is None  # type: ignore[union-attr]
     warn = volume_result(W, 400, base, ServicePolicy())
     assert warn is not None and warn.severity == "warning" and "fewer" in warn.summary
