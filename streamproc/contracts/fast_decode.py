@@ -90,7 +90,8 @@ def _shape(first: dict[str, Any], kinds: Mapping[str, Any]) -> tuple[Any, ...] |
         return None
     feats = first.get("features")
     pred: Any = first.get("prediction")
-    if type(feats) is not dict or type(first.get("timestamp")) not in (int, float):
+    ts_type = type(first.get("timestamp"))
+    if type(feats) is not dict or ts_type not in (int, float, str):
         return None
     tp = type(pred)
     if tp is dict:
@@ -113,11 +114,11 @@ def _shape(first: dict[str, Any], kinds: Mapping[str, Any]) -> tuple[Any, ...] |
         if name in first:
             vt = type(first[name])
             opt.append((name, "float" if vt is int else vt.__name__))
-    return (pshape, tuple(fshape), tuple(opt))
+    return (pshape, tuple(fshape), tuple(opt), ts_type is str)
 
 
 def _schema(shape: tuple[Any, ...]) -> tuple[pa.Schema, tuple[bytes, ...]] | None:
-    pshape, fshape, opt = shape
+    pshape, fshape, opt, ts_string = shape
     fields: list[pa.Field] = []
     keys: list[bytes] = []
     for name, kind, vt in fshape:
@@ -140,7 +141,7 @@ def _schema(shape: tuple[Any, ...]) -> tuple[pa.Schema, tuple[bytes, ...]] | Non
         pa.field("model", pa.string()),
         pa.field("model_version", pa.string()),
         pa.field("request_id", pa.string()),
-        pa.field("timestamp", pa.float64()),
+        pa.field("timestamp", pa.string() if ts_string else pa.float64()),
         pa.field("features", pa.struct(fields)),
         pa.field("prediction", ptype),
     ]
@@ -179,6 +180,65 @@ def _string_columns(cols: dict[str, pa.Array], features: dict[str, Any]) -> list
     if pa.types.is_struct(pred.type) and pa.types.is_string(pred.type.field("label").type):
         out.append(pred.field("label"))
     return out
+
+
+_RFC3339: Final = (
+    r"^(?P<y>\d{4})-(?P<mo>\d{2})-(?P<d>\d{2})T(?P<h>\d{2}):(?P<mi>\d{2}):(?P<s>\d{2})"
+    r"(?:\.(?P<f>\d{1,6}))?(?:Z|(?P<sign>[+-])(?P<oh>\d{2}):(?P<om>\d{2}))$"
+)
+_DAYS_BEFORE_MONTH: Final = np.array([0, 0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334])
+_DAYS_IN_MONTH: Final = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
+
+
+def _rfc3339_seconds(col: pa.Array) -> np.ndarray | None:
+    """``datetime.fromisoformat(s).timestamp()`` for strict RFC 3339 strings, vectorized
+    (``YYYY-MM-DDTHH:MM:SS[.f{1,6}](Z|±HH:MM)``); None if any string is not of that exact
+    form, names an invalid date or time, or lies where float microseconds are inexact."""
+    if not pc.all(pc.match_substring_regex(col, _RFC3339)).as_py():
+        return None
+    parts = pc.extract_regex(col, _RFC3339)
+
+    def num(name: str, width: int = 2) -> np.ndarray:
+        text = parts.field(name)
+        if width:  # optional groups are "" when absent: pad to zeros
+            text = pc.utf8_rpad(text, width, "0")
+        return _np(pc.cast(text, pa.int64()))
+
+    y, mo, d = num("y", 0), num("mo", 0), num("d", 0)
+    h, mi, sec = num("h", 0), num("mi", 0), num("s", 0)
+    frac, oh, om = num("f", 6), num("oh"), num("om")
+    leap = (y % 4 == 0) & ((y % 100 != 0) | (y % 400 == 0))
+    if not (
+        (y >= 1).all()
+        and ((mo >= 1) & (mo <= 12)).all()
+        and (d >= 1).all()
+        and (d <= _DAYS_IN_MONTH[mo] + ((mo == 2) & leap)).all()
+        and (h <= 23).all()
+        and (mi <= 59).all()
+        and (sec <= 59).all()
+        and (oh <= 23).all()
+        and (om <= 59).all()
+    ):
+        return None
+    # days since 1970-01-01 of the proleptic Gregorian calendar
+    yp = y - 1
+    days = (
+        yp * 365
+        + yp // 4
+        - yp // 100
+        + yp // 400
+        - 719162  # 719162: days before 1970
+        + _DAYS_BEFORE_MONTH[mo]
+        + ((mo > 2) & leap)
+        + d
+        - 1
+    )
+    sign = np.where(_np(pc.equal(parts.field("sign"), "-")), -1, 1)
+    seconds = days * 86400 + h * 3600 + mi * 60 + sec - sign * (oh * 3600 + om * 60)
+    if not (np.abs(seconds) < 2**53 // 1_000_000 - 1).all():
+        return None
+    micros = seconds * 1_000_000 + frac  # exact int64; exact as float64 below 2**53
+    return micros / 1e6  # timedelta.total_seconds(): micros / 10**6, correctly rounded
 
 
 def _epoch_seconds(x: np.ndarray) -> np.ndarray | None:
@@ -260,7 +320,10 @@ def fast_decode(
         or pc.count_distinct(cols["model_version"]).as_py() != 1
     ):
         return None
-    ts = _epoch_seconds(_np(cols["timestamp"]))
+    ts_col = cols["timestamp"]
+    ts = (
+        _rfc3339_seconds(ts_col) if pa.types.is_string(ts_col.type) else _epoch_seconds(_np(ts_col))
+    )
     if ts is None:
         return None
 

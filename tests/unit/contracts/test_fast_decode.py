@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import numpy as np
@@ -143,6 +144,9 @@ def enc(*records: dict[str, Any]) -> list[bytes]:
         [record(i) for i in range(20)],
         [record(i, timestamp=int((T0 + i * 30) * 1000)) for i in range(20)],  # ms, 10 windows
         [record(i, timestamp=int(T0) + i) for i in range(5)],
+        [record(i, timestamp=f"2024-05-01T10:{i:02d}:03.{i}Z") for i in range(60)],
+        [record(i, timestamp=f"1969-12-31T23:59:5{i}.999999-05:30") for i in range(5)],
+        [record(i, timestamp="2000-02-29T23:59:59+23:59") for i in range(2)],
         [record(i, prediction=i * 0.1) for i in range(5)],
         [record(i, prediction=f"l{i % 2}") for i in range(5)],
         [record(i, prediction=bool(i % 2)) for i in range(5)],
@@ -205,7 +209,13 @@ def test_spaced_json_and_absent_optional_fields_take_the_fast_path() -> None:
         enc(record(0), record(1, timestamp=-1)),
         enc(record(0), record(1, timestamp=2e14)),
         enc(record(0), record(1, timestamp="2024-05-01T10:00:03Z")),
-        enc(record(0, timestamp="2024-05-01T10:00:03Z")),
+        enc(record(0, timestamp="2024-05-01T10:00:03Z"), record(1, timestamp=T0)),
+        enc(record(0, timestamp="2023-02-29T10:00:03Z")),
+        enc(record(0, timestamp="2024-05-01T10:00:03.1234567Z")),
+        enc(record(0, timestamp="2024-05-01T10:00:03+00:75")),
+        enc(record(0, timestamp="2024-05-01 10:00:03Z")),
+        enc(record(0, timestamp="2024-05-01T10:00:03")),
+        enc(record(0, timestamp="0001-01-01T00:00:00Z")),
         enc(record(0), record(1, latency_ms=-1)),
         enc(record(0), record(1, features_as_of=-5)),
         enc(record(0), record(1, prediction=None)),
@@ -259,7 +269,33 @@ _scalar = st.one_of(
     st.text(alphabet=st.sampled_from('ab:"\\é ny0'), max_size=4),
 )
 _feature_value = st.one_of(_scalar, st.lists(st.integers(-9, 9), max_size=2), st.just({"k": 1}))
+
+
+@st.composite
+def _rfc3339(draw: st.DrawFn) -> str:
+    """Mostly valid RFC 3339 strings, sometimes with a bad field or another ISO form."""
+    y = draw(st.integers(1600, 2300))
+    mo, d = draw(st.integers(0, 13)), draw(st.integers(0, 32))
+    h, mi, s = draw(st.integers(0, 24)), draw(st.integers(0, 60)), draw(st.integers(0, 60))
+    frac = draw(st.sampled_from(["", ".5", ".25", ".123", ".999999", ".1234567", "."]))
+    sign = draw(st.sampled_from("+-"))
+    tz = draw(
+        st.sampled_from(
+            ["Z", "Z", f"{sign}05:30", f"{sign}00:00", f"{sign}23:59", f"{sign}00:75", "z", ""]
+        )
+    )
+    sep = draw(st.sampled_from(["T", "T", "T", " ", "t"]))
+    return f"{y:04d}-{mo:02d}-{d:02d}{sep}{h:02d}:{mi:02d}:{s:02d}{frac}{tz}"
+
+
+_valid_rfc3339 = st.builds(
+    lambda t, tz: datetime.fromtimestamp(t, timezone(timedelta(minutes=tz))).isoformat(),
+    st.floats(-5e9, 8e9).map(lambda t: round(t, 6)),
+    st.sampled_from([0, 330, -480, 1439]),
+)
 _timestamp = st.one_of(
+    _rfc3339(),
+    _valid_rfc3339,
     st.floats(min_value=-10, max_value=2e14, allow_nan=False),
     st.integers(min_value=0, max_value=10**14),
     st.sampled_from([T0, T0 + 59.5, (T0 + 61) * 1000, "2024-05-01T10:00:03Z", None]),
@@ -365,3 +401,13 @@ def test_template_batches_match(rows: list[tuple[Any, Any, Any, Any]]) -> None:
         )
     )
     check(values)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(_rfc3339(), _valid_rfc3339), min_size=1, max_size=8), st.booleans())
+def test_rfc3339_timestamps_match(stamps: list[str], one_form: bool) -> None:
+    if one_form:  # all but the first from the valid generator: mostly taken
+        stamps = [
+            s if i == 0 or "T" in s[10:11] else "2024-05-01T10:00:03Z" for i, s in enumerate(stamps)
+        ]
+    check(enc(*(record(i, timestamp=t) for i, t in enumerate(stamps))))
