@@ -58,6 +58,12 @@ def _pin() -> None:
         os.sched_setaffinity(0, {MEASURED_CPU})
 
 
+def _cpu_s() -> float:
+    """CPU seconds of this process, all threads (Python and librdkafka's)."""
+    t = os.times()
+    return t.user + t.system
+
+
 def _max_rss_mib() -> float:
     """Peak RSS of this process (VmHWM; ru_maxrss would carry the parent's over exec)."""
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -89,6 +95,7 @@ def child_raw(a: argparse.Namespace) -> dict[str, Any]:
         msgs = consumer.consume(num_messages=BATCH, timeout=1.0)
         if msgs and first is None:
             first = time.perf_counter()
+            cpu0 = _cpu_s()
         for m in msgs:
             if m.error() is None:
                 loads(m.value())
@@ -96,7 +103,8 @@ def child_raw(a: argparse.Namespace) -> dict[str, Any]:
     done = time.perf_counter()
     consumer.close()
     assert first is not None
-    return {"events": n, "seconds": done - first, "with_join_s": done - began}
+    cpu = _cpu_s() - cpu0
+    return {"events": n, "seconds": done - first, "with_join_s": done - began, "cpu_s": cpu}
 
 
 def child_ingest(a: argparse.Namespace) -> dict[str, Any]:
@@ -124,6 +132,7 @@ def child_ingest(a: argparse.Namespace) -> dict[str, Any]:
         def process(self, messages: Any) -> None:
             if not first:
                 first.append(time.perf_counter())
+                first.append(_cpu_s())
             super().process(messages)
 
     loop = TimedIngest(settings, refs, metrics)
@@ -167,6 +176,7 @@ def child_ingest(a: argparse.Namespace) -> dict[str, Any]:
     out.update(
         events=int(n),
         seconds=done - first[0],
+        cpu_s=_cpu_s() - first[1],
         to_count_s=reached[0] - first[0] if reached else None,
         with_join_s=done - began,
         deltas=reg.get_sample_value("streamproc_deltas_published_total"),
@@ -207,6 +217,7 @@ def child_faust(a: argparse.Namespace) -> dict[str, Any]:
         async for value in stream:
             if state["first"] is None:
                 state["first"] = time.perf_counter()
+                state["cpu0"] = _cpu_s()
             feats = orjson.loads(value)["features"]
             for name in numeric:
                 v = feats.get(name)
@@ -230,6 +241,7 @@ def child_faust(a: argparse.Namespace) -> dict[str, Any]:
                         {
                             "events": state["n"],
                             "seconds": done - state["first"],
+                            "cpu_s": _cpu_s() - state["cpu0"],
                             "max_rss_mib": _max_rss_mib(),
                         }
                     )
@@ -446,8 +458,8 @@ def report(
         + "; ".join(f"{v} {r['load'][0]} → {r['load'][1]}" for v in results for r in results[v])
         + ".",
         "",
-        "| variant | events | events/s | seconds | max RSS MiB |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        "| variant | events | events/s | seconds | CPU cores used | max RSS MiB |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     med: dict[str, float] = {}
     for v, runs in results.items():
@@ -458,6 +470,7 @@ def report(
         lines.append(
             f"| {names[v]} | {runs[0]['events']:,} | {c.fmt_stats(rates)} | "
             f"{c.fmt_stats([r['seconds'] for r in runs], '{:.2f}')} | "
+            f"{c.stats([r.get('cpu_s', 0.0) / r['seconds'] for r in runs])[0]:.2f} | "
             f"{max(r.get('max_rss_mib', 0) for r in runs):.0f} |"
         )
     lines.append("")

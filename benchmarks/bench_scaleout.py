@@ -2,7 +2,7 @@
 
 One command::
 
-    .venv/bin/python benchmarks/bench_scaleout.py                # 1,000,000 events, 3 runs
+    .venv/bin/python benchmarks/bench_scaleout.py                # 2,000,000 events, 3 runs
     .venv/bin/python benchmarks/bench_scaleout.py --events 200000 --repeats 1 --no-write
 
 It preloads ``--events`` prediction-log records (``_common.EventFactory``, 25 features)
@@ -10,9 +10,10 @@ into a 4-partition topic, then, per run, starts one or two processes with a fres
 id: full streamproc workers (``Worker.run``: ingest + aggregate, default settings,
 unpinned) and, as a second mode, the worker's ingest stage alone (its ``IngestLoop``, same
 settings): the hot path that the partitions spread. It scrapes ``streamproc_events_total``
-from each process's ``/metrics`` every 0.25 s and reports the steady throughput from 10%
-to 90% of the topic (so process start, the group join, the rebalance when the second
-process joins and the tail are not counted; the wall time from process start to the last
+from each process's ``/metrics`` every 0.25 s and reports the steady throughput from the later of
+10% of the topic and 1 s after every process has counted events, to 90% of the topic (so
+process start, the group join, the rebalance when the second process joins and the tail
+are not counted; the wall time from process start to the last
 event is reported too). A process that dies is reported with its exception.
 """
 
@@ -107,13 +108,16 @@ def one_run(
             )
         )
     samples: list[tuple[float, float]] = []
+    every: list[bool] = []  # per sample: has every process counted events yet
     cpu: list[tuple[list[float], list[float]]] = []  # per sample: (system busy/idle, per child)
     failure = ""
     try:
         deadline = time.monotonic() + 1800
         while time.monotonic() < deadline:
-            total = sum(scrape(p).get("streamproc_events_total", 0.0) for p in ports)
+            counts = [scrape(p).get("streamproc_events_total", 0.0) for p in ports]
+            total = sum(counts)
             samples.append((time.perf_counter() - began, total))
+            every.append(all(x > 0 for x in counts))
             cpu.append((_system_cpu(), [_proc_cpu(p.pid) for p in procs] + [_broker_cpu()]))
             if total >= n_events:
                 break
@@ -137,7 +141,11 @@ def one_run(
     def at(frac: float) -> int:
         return next(i for i, s in enumerate(samples) if s[1] >= frac * n_events)
 
-    i1, i2 = at(0.1), at(0.9)
+    # from when every process is consuming (after the join and the rebalance), at least 10%
+    i1 = max(at(0.1), next((i for i, ok in enumerate(every) if ok), len(samples) - 1) + 4)
+    i2 = at(0.9)
+    if i2 <= i1:
+        i1 = at(0.1)
     (t1, e1), (t2, e2) = samples[i1], samples[i2]
     rate = (e2 - e1) / (t2 - t1)
     (busy1, idle1), procs1 = cpu[i1]
@@ -192,7 +200,7 @@ def _failure(tmp: Path, run_id: str, n_workers: int) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--events", type=int, default=1_000_000)
+    p.add_argument("--events", type=int, default=2_000_000)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--no-write", action="store_true")
     p.add_argument("--modes", default="worker,ingest")
@@ -242,8 +250,9 @@ def run(a: argparse.Namespace) -> None:
         "run one or two processes with the same, fresh group id, default settings, not "
         "pinned (the broker shares the same 2 cores): "
         + "; ".join(what[m] for m in modes)
-        + ". Throughput: events counted by the processes' `streamproc_events_total` between "
-        f"10% and 90% of the topic; CPU over the same interval from /proc (machine: share of "
+        + ". Throughput: events counted by the processes' `streamproc_events_total` from the "
+        "later of 10% of the topic and 1 s after every process has counted events (the join "
+        "and rebalance excluded) to 90%; CPU over the same interval from /proc (machine: share of "
         "both cores busy, all processes included). "
         f"Median (min–max) of {a.repeats} runs. "
         f"Command: `.venv/bin/python benchmarks/bench_scaleout.py --events {a.events}`.",
