@@ -68,7 +68,8 @@ _ENVELOPE: Final = frozenset(
 _RESERVED_KEYS: Final = _ENVELOPE | {"label", "score", "segment"}
 _QUOTE: Final = ord('"')
 _NEG_ZERO_INT: Final = re.compile(rb"-0(?![0-9.eE])")
-_KIND_TYPE: Final = {"numeric": pa.float64(), "categorical": pa.string(), "boolean": pa.bool_()}
+_KIND_DEFAULT: Final = {"numeric": "float", "categorical": "str", "boolean": "bool"}
+_MAX_SCHEMAS: Final = 256
 _SCHEMAS: dict[tuple[Any, ...], tuple[pa.Schema, tuple[bytes, ...]] | None] = {}
 
 
@@ -108,7 +109,11 @@ def _shape(first: dict[str, Any], kinds: Mapping[str, Any]) -> tuple[Any, ...] |
         if kind is None or name in _RESERVED_KEYS or orjson.dumps(name) != f'"{name}"'.encode():
             return None  # unknown, an envelope key, or needs escapes as a JSON key
         vt = type(value)
-        fshape.append((name, str(kind), "float" if vt is int else vt.__name__))
+        if vt is type(None):  # null in the first record: the type the kind expects
+            tname = _KIND_DEFAULT.get(str(kind), "NoneType")
+        else:
+            tname = "float" if vt is int else vt.__name__
+        fshape.append((name, tname))
     opt = []
     for name in ("latency_ms", "fallback", "error", "features_as_of"):
         if name in first:
@@ -121,11 +126,8 @@ def _schema(shape: tuple[Any, ...]) -> tuple[pa.Schema, tuple[bytes, ...]] | Non
     pshape, fshape, opt, ts_string = shape
     fields: list[pa.Field] = []
     keys: list[bytes] = []
-    for name, kind, vt in fshape:
-        if vt == "NoneType":
-            t = _KIND_TYPE.get(kind)
-        else:
-            t = {"float": pa.float64(), "str": pa.string(), "bool": pa.bool_()}.get(vt)
+    for name, vt in fshape:
+        t = {"float": pa.float64(), "str": pa.string(), "bool": pa.bool_()}.get(vt)
         if t is None:
             return None
         fields.append(pa.field(name, t))
@@ -285,6 +287,8 @@ def fast_decode(
     if shape in _SCHEMAS:
         cached = _SCHEMAS[shape]
     else:
+        if len(_SCHEMAS) >= _MAX_SCHEMAS:  # bounded: shapes come from the data
+            _SCHEMAS.clear()
         cached = _SCHEMAS[shape] = _schema(shape)
     if cached is None:
         return None
