@@ -10,19 +10,24 @@ on the whole batch. When it does not decline, its result is the one the orjson d
 gives: no rejects, and batches whose columns hold the same values (feature columns as
 Arrow arrays instead of lists; ``typed_columns`` passes them through). It declines on:
 
-* any tombstone, empty or oversized value, a value with a newline, a backslash (escapes),
-  non-ASCII bytes that are not UTF-8, ``NaN``/``Inf`` literals (orjson rejects them,
-  pyarrow does not), an integer ``-0`` (orjson: int 0, pyarrow: float -0.0);
+* any tombstone, empty or oversized value, a value not starting with ``{``, a value that
+  parses to more than one row, non-ASCII bytes that are not UTF-8, ``NaN``/``Infinity``
+  literals (orjson rejects them, pyarrow does not), an integer ``-0`` (orjson: int 0,
+  pyarrow: float -0.0), a string value containing a quote;
 * any parse error under the explicit schema: malformed JSON, a value of another JSON type
   than the first record's for that field, an unexpected key (also in ``features`` and in
   ``prediction``), a duplicate key, ``segment`` (not in the schema);
 * a record of another (model, version) than the first, a model without a reference, a
-  null or missing required field, a bad timestamp or latency, RFC 3339 timestamps;
-* a feature key missing in some record: a null in a feature column is either a JSON
-  ``null`` or an absent key, so for every feature column with nulls the number of
-  ``"name":`` occurrences in the batch must equal the number of records. With escapes
-  excluded, ``"name":`` can only be a key, and the schema fixes every key name; feature
-  names that are also envelope or ``prediction`` keys decline.
+  null or missing required field, a bad timestamp or latency, a timestamp string that is
+  not strict RFC 3339 (``YYYY-MM-DDTHH:MM:SS[.ffffff](Z|+HH:MM)``), a string
+  ``features_as_of``, a numeric label;
+* a feature key missing in some record. A null in a feature column is either a JSON
+  ``null`` or an absent key. With no quote inside string values, every ``"`` in the
+  batch delimits a key or a string value, so (quotes / 2 − non-null string values) is
+  the number of keys; when it is below the number a batch with every schema key in every
+  record has, each feature column with nulls must have ``"name":`` exactly once per
+  record (feature names that are envelope or ``prediction`` keys, or need escapes,
+  decline).
 """
 
 from __future__ import annotations
