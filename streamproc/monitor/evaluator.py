@@ -69,8 +69,8 @@ class Evaluator:
     def evaluate_model(self, state: AggregateState, mkey: ModelKey) -> list[Alert]:
         """Final, provisional and horizon evaluations of one model version's windows."""
         reference = self.references.get(*mkey)
-        if reference is None:
-            return []
+        if reference is None or mkey not in state.clocks:
+            return []  # unknown, or handed to another worker by a rebalance
         began = time.perf_counter()
         replaying = self.replaying(state, mkey)
         policy = self.policy_for(mkey[0])
