@@ -93,7 +93,7 @@ class WindowsConfig:
 
 @dataclass(frozen=True)
 class EvaluationConfig:
-    interval_ms: int = _duration_field(1_000)
+    interval_ms: int = _duration_field(500)
     """How often the open window is evaluated provisionally (wall clock)."""
     replay: bool = False
     """Replay mode: evaluate by event time as fast as the input allows (backfills)."""

@@ -81,7 +81,8 @@ def service_factory(config: MonitorConfig) -> Callable[[str], ServicePolicy]:
 class Worker:
     config: MonitorConfig
     references: ReferenceSet
-    flush_interval_s: float = 1.0
+    flush_interval_s: float = 0.5
+    """Ingest flush (sketch, publish, commit) period: half of the alert latency floor."""
     checkpoint_interval_s: float = 5.0
     serve_metrics: bool = True
     on_alert: Callable[[dict[str, Any]], None] | None = None
