@@ -283,6 +283,7 @@ class AggregateLoop:
             self.state.dirty.discard(key)
         for m in gone:
             self.state.clocks.pop(m, None)
+            self.state.recent.pop(m, None)
             self.state.changed_models.discard(m)
             self.partition_of.pop(m, None)
         self.evaluator.drop_models(gone)

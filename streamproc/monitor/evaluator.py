@@ -2,8 +2,9 @@
 
 For each model version that received data since the last tick: every newly closed
 window gets its final evaluation, and the rolling horizon ending with it (``slow_drift``),
-oldest first; then, when live, the open window a provisional one (its end taken as the
-newest event time so far, so a sudden break alerts within seconds). The lifecycle
+oldest first; then, when live, a provisional one of the last 15 s of event time (the
+recent deltas merged; the open window so far when those hold too few rows), so a sudden
+break alerts within seconds wherever it falls in a window. The lifecycle
 clock of these data checks is event time, and while replaying only closed windows
 count, so a replay emits the alerts of its windows whatever the speed of the input. Staleness
 is evaluated for every model on every tick against the wall clock, except while the
@@ -96,22 +97,31 @@ class Evaluator:
                 window_end_ms=window.end_ms,
                 scope="rolling",
             )
-            results += self._service(state, mkey, window, reference, final=True)
+            w = Window(mkey[0], mkey[1], window.start_ms, window.end_ms)
+            results += self._service(mkey, reference, window.profile, window.ops, w)
+            results += self._volume(state, mkey, window)
             window.final = True
             state.dirty.add(window.key)
         newest = state.clocks[mkey].newest_event_ms
         open_window = state.open_window(mkey)
         if open_window is not None:
+            # Provisional verdicts judge the last RECENT_MS of event time when it holds
+            # enough rows (a break shows at once, wherever it falls in the window),
+            # else the open window so far.
+            recent = state.recent_profile(mkey, policy.thresholds.min_samples)
+            if recent is not None:
+                profile, ops, start = recent
+                end = max(start, newest + 1)
+            else:
+                profile, ops, start = open_window.profile, open_window.ops, open_window.start_ms
+                end = max(start, min(newest + 1, open_window.end_ms))
             window_results = evaluate_window(
-                reference,
-                open_window.profile,
-                open_window.ops,
-                policy,
-                window_start_ms=open_window.start_ms,
-                window_end_ms=max(open_window.start_ms, min(newest + 1, open_window.end_ms)),
+                reference, profile, ops, policy, window_start_ms=start, window_end_ms=end
             )
-            window_results += self._service(state, mkey, open_window, reference, final=False)
-            self._export(mkey, window_results, open_window.profile, open_window.ops)
+            window_results += self._service(
+                mkey, reference, profile, ops, Window(mkey[0], mkey[1], start, end)
+            )
+            self._export(mkey, window_results, profile, ops)
             if not replaying:  # provisional verdicts depend on arrival timing: live only
                 results += window_results
             results += self._versions(state, mkey[0])
@@ -121,34 +131,35 @@ class Evaluator:
 
     def _service(
         self,
-        state: AggregateState,
         mkey: ModelKey,
-        window: WindowState,
         reference: ModelProfile,
-        *,
-        final: bool,
+        profile: ModelProfile,
+        ops: ModelProfile,
+        window: Window,
     ) -> list[CheckResult]:
-        """Latency, error and fallback rates of a window; volume once it is closed."""
+        """Latency, error and fallback rates of a window (or of the recent profile)."""
         policy = self.service_for(mkey[0])
-        end = window.end_ms if final else state.clocks[mkey].newest_event_ms + 1
-        w = Window(mkey[0], mkey[1], window.start_ms, max(window.start_ms, min(end, window.end_ms)))
-        out = rate_results(w, window.ops, policy)
-        latency = latency_result(w, window.profile, reference, policy)
+        out = rate_results(window, ops, policy)
+        latency = latency_result(window, profile, reference, policy)
         if latency is not None:
             out.append(latency)
-        if final:
-            counts = {
-                x.start_ms: x.profile.row_count
-                for x in state.model_windows(mkey)
-                if x.final and x.start_ms < window.start_ms
-            }
-            baseline = volume_baseline(
-                window.start_ms, counts, window.end_ms - window.start_ms, policy.volume_min_baseline
-            )
-            volume = volume_result(w, window.profile.row_count, baseline, policy)
-            if volume is not None:
-                out.append(volume)
         return out
+
+    def _volume(
+        self, state: AggregateState, mkey: ModelKey, window: WindowState
+    ) -> list[CheckResult]:
+        """A closed window's count against its baseline."""
+        policy = self.service_for(mkey[0])
+        counts = {
+            x.start_ms: x.profile.row_count
+            for x in state.model_windows(mkey)
+            if x.final and x.start_ms < window.start_ms
+        }
+        size = window.end_ms - window.start_ms
+        baseline = volume_baseline(window.start_ms, counts, size, policy.volume_min_baseline)
+        w = Window(mkey[0], mkey[1], window.start_ms, window.end_ms)
+        volume = volume_result(w, window.profile.row_count, baseline, policy)
+        return [] if volume is None else [volume]
 
     def _versions(self, state: AggregateState, model: str) -> list[CheckResult]:
         """Which versions of ``model`` served within the last two windows of event time."""

@@ -11,13 +11,17 @@ clock.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from streamproc.contracts.framing import decode_profile_delta, encode_profile_delta
 from streamproc.core.model_profile import ModelProfile
 from streamproc.monitor.delta import ProfileDelta
+
+RECENT_MS = 15_000
+"""Event time covered by the "recent" profile that provisional verdicts judge."""
 
 ModelKey = tuple[str, str]
 WindowKey = tuple[str, str, int]
@@ -71,6 +75,12 @@ class WindowState:
         )
 
 
+class RecentDelta(NamedTuple):
+    newest_ms: int
+    profile: ModelProfile
+    ops: ModelProfile
+
+
 @dataclass
 class ModelClock:
     """Event-time progress of one model version, plus when data last arrived."""
@@ -92,8 +102,17 @@ class ModelClock:
 class AggregateState:
     """All windows and clocks one aggregate worker owns."""
 
-    def __init__(self, window_ms: int, allowed_lateness_ms: int, retention_ms: int) -> None:
+    def __init__(
+        self,
+        window_ms: int,
+        allowed_lateness_ms: int,
+        retention_ms: int,
+        recent_ms: int = RECENT_MS,
+    ) -> None:
         self.window_ms = window_ms
+        self.recent_ms = recent_ms
+        self.recent: dict[ModelKey, deque[RecentDelta]] = {}
+        """Per model version, the deltas of the last ``recent_ms`` of event time."""
         self.allowed_lateness_ms = allowed_lateness_ms
         self.retention_ms = retention_ms
         self.windows: dict[WindowKey, WindowState] = {}
@@ -143,6 +162,11 @@ class AggregateState:
                 clock.newest_event_ms = newest_ms
                 clock.arrival_lag_ms = max(0, arrival_ms - newest_ms)
         clock.last_arrival_ms = arrival_ms
+        if newest is not None:
+            recent = self.recent.setdefault(mkey, deque())
+            recent.append(RecentDelta(int(newest * 1000), delta.profile, delta.ops))
+            while recent and recent[0].newest_ms <= clock.newest_event_ms - self.recent_ms:
+                recent.popleft()
         self.dirty.add(wkey)
         self.changed_models.add(mkey)
         return True
@@ -198,6 +222,20 @@ class AggregateState:
         for w in chosen[1:]:
             profile, ops = profile.merge(w.profile), ops.merge(w.ops)
         return profile, ops, chosen[0].start_ms
+
+    def recent_profile(
+        self, mkey: ModelKey, min_rows: int
+    ) -> tuple[ModelProfile, ModelProfile, int] | None:
+        """Merged (profile, ops, start_ms) of the deltas of the last ``recent_ms`` of event
+        time, or None when they hold fewer than ``min_rows`` rows."""
+        recent = self.recent.get(mkey)
+        if not recent or sum(d.profile.row_count for d in recent) < min_rows:
+            return None
+        profile, ops = recent[0].profile, recent[0].ops
+        for d in list(recent)[1:]:
+            profile, ops = profile.merge(d.profile), ops.merge(d.ops)
+        start = int((profile.event_time_min or 0) * 1000)
+        return profile, ops, start
 
     def purge(self) -> list[WindowKey]:
         """Drop windows older than the retention horizon (by event time)."""

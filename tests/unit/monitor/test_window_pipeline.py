@@ -175,3 +175,20 @@ def test_alert_schema_names_every_check() -> None:
     from streamproc.contracts import load_schema
 
     assert set(load_schema("alert")["properties"]["check"]["enum"]) == set(CHECK_NAMES)
+
+
+def test_recent_profile_covers_the_last_seconds_of_event_time(reference: ModelProfile) -> None:
+    state = AggregateState(WINDOW_MS, 1_000, 600_000, recent_ms=15_000)
+    for second in range(40):  # one delta per second of event time, 10 rows each
+        values = [_record(second * 10 + i, T0 + second + i / 10, x=1.0, c="a") for i in range(10)]
+        (batch,) = decode_predictions(values, window_ms=WINDOW_MS).batches.values()
+        buf = WindowBuffer("m", "1", batch.window_start_ms, batch.window_start_ms + WINDOW_MS)
+        buf.add(BufferedChunk(batch, batch.timestamps, T0), np.zeros(10), np.arange(10) + second)
+        state.apply(build_delta(buf, reference, topic="p", producer_id="t"), arrival_ms=0)
+    recent = state.recent_profile(("m", "1"), min_rows=100)
+    assert recent is not None
+    profile, _ops, start = recent
+    # newest event: T0 + 39.9 s; deltas whose newest event is within 15 s of it: seconds 25..39
+    assert profile.row_count == 150
+    assert start == int((T0 + 25) * 1000)
+    assert state.recent_profile(("m", "1"), min_rows=151) is None
