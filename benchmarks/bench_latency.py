@@ -371,7 +371,8 @@ def report(
         f"Machine: {c.machine()}. Commit {c.git_head()}.",
         "",
         f"Worker (subprocess, unpinned, `Worker.run`) with {a.window} windows, evaluation every "
-        f"0.5 s (ingest flush 0.5 s, staleness timer 0.25 s), provisional verdicts on the last 15 s, staleness threshold {a.staleness}, other settings default (fire after 2 of 3 "
+        "0.5 s (ingest flush 0.5 s, staleness timer 0.25 s), provisional verdicts on the "
+        f"last 15 s, staleness threshold {a.staleness}, other settings default (fire after 2 of 3 "
         f"evaluations). Traffic: {a.rate:,.0f} events/s steady with current timestamps "
         f"({sent:,} events in all; the producer fell behind its schedule by at most "
         f"{behind * 1000:.0f} ms), 25-feature records of `_common.EventFactory`. "
