@@ -372,7 +372,7 @@ def report(
         "",
         f"Worker (subprocess, unpinned, `Worker.run`) with {a.window} windows, evaluation every "
         "0.5 s (ingest flush 0.5 s, staleness timer 0.25 s), provisional verdicts on the "
-        f"last 15 s, staleness threshold {a.staleness}, other settings default (fire after 2 of 3 "
+        f"last 5 s, staleness threshold {a.staleness}, other settings default (fire after 2 of 3 "
         f"evaluations). Traffic: {a.rate:,.0f} events/s steady with current timestamps "
         f"({sent:,} events in all; the producer fell behind its schedule by at most "
         f"{behind * 1000:.0f} ms), 25-feature records of `_common.EventFactory`. "

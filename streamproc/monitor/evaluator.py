@@ -2,7 +2,7 @@
 
 For each model version that received data since the last tick: every newly closed
 window gets its final evaluation, and the rolling horizon ending with it (``slow_drift``),
-oldest first; then, when live, a provisional one of the last 15 s of event time (the
+oldest first; then, when live, a provisional one of the last 5 s of event time (the
 recent deltas merged; the open window so far when those hold too few rows), so a sudden
 break alerts within seconds wherever it falls in a window. The lifecycle
 clock of these data checks is event time, and while replaying only closed windows

@@ -20,7 +20,7 @@ from streamproc.contracts.framing import decode_profile_delta, encode_profile_de
 from streamproc.core.model_profile import ModelProfile
 from streamproc.monitor.delta import ProfileDelta
 
-RECENT_MS = 15_000
+RECENT_MS = 5_000
 """Event time covered by the "recent" profile that provisional verdicts judge."""
 
 ModelKey = tuple[str, str]
