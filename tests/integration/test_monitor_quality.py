@@ -49,6 +49,11 @@ def test_no_false_alarms_on_200k_reference_events(
             ]
             assert lags == [0.0, 0.0, 0.0, 0.0]
             assert registry.get_sample_value("streamproc_replaying", {"model": "credit"}) == 1
+        # Also counted at the source, so an alert still in flight cannot hide from the test.
+        for status in ("firing", "resolved"):
+            assert not registry.get_sample_value(
+                "streamproc_alerts_emitted_total", {"status": status}
+            )
         counts = window_counts(bootstrap_servers, state_topic_name(config.topics.profiles))
     finally:
         watcher.close()

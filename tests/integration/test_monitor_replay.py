@@ -18,6 +18,7 @@ from tests.integration.monitor_harness import (
     reference_profile,
     running_worker,
     wait_drained,
+    wait_until,
     window_counts,
 )
 
@@ -65,6 +66,15 @@ def _run(
 
             assert wait_drained(run.worker, len(recs), 120)
             time.sleep(1.5)  # one more evaluation tick
+        # The worker's last evaluation runs as it stops: read every alert it published.
+        emitted = sum(
+            s.value
+            for m in run.worker.metrics.registry.collect()
+            if m.name == "streamproc_alerts_emitted"
+            for s in m.samples
+            if s.name.endswith("_total")
+        )
+        assert wait_until(lambda: len(watcher.alerts) >= emitted, 30), (emitted, watcher.alerts)
         counts = window_counts(bootstrap, state_topic_name(config.topics.profiles))
     finally:
         watcher.close()
