@@ -7,7 +7,7 @@ DEMO_ARGS ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help system-deps setup demo test test-unit test-integration lint format typecheck ci broker-start broker-stop broker-status clean \
-	bench-ingest bench-latency bench-state bench-scaleout
+	bench-offline bench-ingest bench-latency bench-state bench-scaleout
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-18s %s\n", $$1, $$2}'
@@ -56,6 +56,9 @@ broker-stop: setup ## Stop the local dev broker
 
 broker-status: setup ## Show the local dev broker's state and log path
 	$(BIN)/streamproc broker status
+
+bench-offline: setup ## Benchmark: reference build rows/s and drift time vs whylogs and Evidently
+	$(BIN)/python benchmarks/bench_offline.py
 
 bench-ingest: setup ## Benchmark: ingest events/s on one core vs raw consume and naive Faust
 	$(BIN)/python benchmarks/bench_ingest.py
