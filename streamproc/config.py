@@ -63,13 +63,14 @@ class KafkaConfig:
     client: Mapping[str, str] = field(default_factory=_empty)
     """Pass-through client settings (``security.protocol``, ``sasl.*``, ``ssl.*``, ...)."""
 
+    def connection_settings(self) -> dict[str, str]:
+        """Settings every confluent-kafka client shares: ``client`` plus the servers
+        (producers and admin clients take no group id; each consumer stage sets its own)."""
+        return {**self.client, "bootstrap.servers": self.bootstrap_servers}
+
     def client_settings(self) -> dict[str, str]:
-        """Settings for a confluent-kafka client: ``client`` plus servers and group."""
-        return {
-            **self.client,
-            "bootstrap.servers": self.bootstrap_servers,
-            "group.id": self.group_id,
-        }
+        """Settings for a confluent-kafka consumer: the connection settings plus the group."""
+        return {**self.connection_settings(), "group.id": self.group_id}
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ from streamproc.monitor.evaluator import Alert, Evaluator
 from streamproc.monitor.lag import report_lag
 from streamproc.monitor.metrics import Metrics
 from streamproc.monitor.state import AggregateState, ModelKey, WindowState
-from streamproc.monitor.txn import retrying
+from streamproc.monitor.txn import requires_abort, retrying
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,7 @@ class AggregateSettings:
     evaluation_interval_s: float = 0.5
     checkpoint_interval_s: float = 5.0
     kafka: dict[str, str] = field(default_factory=dict)
+    """Connection settings (see IngestSettings.kafka); the stage sets its own group id."""
 
 
 def _window_key(model: str, version: str, start_ms: int) -> bytes:
@@ -100,7 +101,7 @@ class AggregateLoop:
     # ------------------------------------------------------------------ clients
 
     def _base(self) -> dict[str, Any]:
-        return {k: v for k, v in self.settings.kafka.items() if k != "group.id"}
+        return dict(self.settings.kafka)
 
     def run(self, stop: threading.Event) -> None:
         s = self.settings
@@ -219,6 +220,9 @@ class AggregateLoop:
         if consumer is None or producer is None:
             return
         topic = self.settings.state_topic
+        written: list[tuple[str, str, int]] = []
+        purged: list[tuple[str, str, int]] = []
+        alerts: list[str] = []
         try:
             for key in list(self.state.dirty):
                 window = self.state.windows.get(key)
@@ -228,11 +232,11 @@ class AggregateLoop:
                 producer.produce(
                     topic, key=_window_key(*key), value=window.to_bytes(), partition=part
                 )
-                self.state.dirty.discard(key)
+                written.append(key)
             for key, part in list(self._purged.items()):
                 if only is None or part in only:
                     producer.produce(topic, key=_window_key(*key), value=None, partition=part)
-                    del self._purged[key]
+                    purged.append(key)
             ev = self.evaluator
             for fp in list(ev.changed_alerts):
                 owner = ev.owner.get(fp)
@@ -243,7 +247,7 @@ class AggregateLoop:
                 producer.produce(
                     topic, key=_alert_key(fp), value=orjson.dumps(st.to_dict()), partition=part
                 )
-                ev.changed_alerts.discard(fp)
+                alerts.append(fp)
             positions = [
                 tp
                 for tp in consumer.position(consumer.assignment())
@@ -257,12 +261,16 @@ class AggregateLoop:
                 )
             retrying(lambda: producer.commit_transaction(60), "commit transaction")
         except KafkaException as exc:
-            err = exc.args[0]
-            if getattr(err, "txn_requires_abort", lambda: False)():
-                log.warning("checkpoint aborted (%s); will retry", err)
-                producer.abort_transaction(30)
-            else:
+            if not requires_abort(exc):
                 raise
+            # Nothing was marked clean: the next checkpoint writes it all again.
+            log.warning("checkpoint aborted (%s); the next one retries", exc.args[0])
+            producer.abort_transaction(30)
+        else:
+            self.state.dirty.difference_update(written)
+            for key in purged:
+                self._purged.pop(key, None)
+            self.evaluator.changed_alerts.difference_update(alerts)
         producer.begin_transaction()
 
     # ------------------------------------------------------------------ rebalances

@@ -39,7 +39,7 @@ from streamproc.contracts.prediction import decode_predictions
 from streamproc.monitor.lag import report_lag
 from streamproc.monitor.metrics import Metrics
 from streamproc.monitor.references import ReferenceSet
-from streamproc.monitor.txn import retrying
+from streamproc.monitor.txn import requires_abort, retrying
 from streamproc.monitor.window_buffer import BufferedChunk, WindowBuffer, build_delta
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,8 @@ class IngestSettings:
     flush_interval_s: float = 1.0
     batch_size: int = 10_000
     kafka: dict[str, str] = field(default_factory=dict)
-    """Client pass-through settings (security, SASL, SSL, ...) and bootstrap.servers."""
+    """Connection settings: bootstrap.servers and pass-through (security, SASL, SSL, ...);
+    the stage sets its own group id."""
 
 
 class IngestLoop:
@@ -95,7 +96,7 @@ class IngestLoop:
 
     def _clients(self) -> tuple[Consumer, Producer]:
         s = self.settings
-        base = {k: v for k, v in s.kafka.items() if k != "group.id"}
+        base = s.kafka
         consumer = Consumer(
             {
                 **CONSUMER_DEFAULTS,
@@ -324,9 +325,8 @@ class IngestLoop:
         self.metrics.ingest_flush_seconds.observe(time.perf_counter() - began)
 
     def _handle_txn_error(self, exc: KafkaException) -> None:
-        err = exc.args[0]
-        if getattr(err, "txn_requires_abort", lambda: False)():
-            log.warning("transaction aborted (%s); re-reading from the last commit", err)
+        if requires_abort(exc):
+            log.warning("transaction aborted (%s); re-reading from the last commit", exc.args[0])
             self._abort()
             return
         raise exc

@@ -24,3 +24,8 @@ def retrying(step: Callable[[], None], what: str, attempts: int = 5) -> None:
                 raise
             log.warning("%s: retriable error (%s), attempt %d/%d", what, err, attempt, attempts)
             time.sleep(min(0.2 * 2**attempt, 5.0))
+
+
+def requires_abort(exc: KafkaException) -> bool:
+    """True when librdkafka says the open transaction must be aborted (then retried)."""
+    return bool(getattr(exc.args[0], "txn_requires_abort", lambda: False)())

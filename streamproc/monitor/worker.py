@@ -91,7 +91,7 @@ class Worker:
 
     def __post_init__(self) -> None:
         c = self.config
-        kafka = c.kafka.client_settings()
+        kafka = c.kafka.connection_settings()
         topics = c.topics
         self.ingest = IngestLoop(
             IngestSettings(
@@ -137,9 +137,7 @@ class Worker:
 
     def create_topics(self) -> list[str]:
         c = self.config
-        settings: dict[str, Any] = {
-            k: v for k, v in c.kafka.client_settings().items() if k != "group.id"
-        }
+        settings: dict[str, Any] = c.kafka.connection_settings()
         admin = AdminClient(settings)
         return ensure_topics(
             admin,

@@ -47,3 +47,79 @@ def test_revoked_model_is_not_evaluated_afterwards() -> None:
     assert loop.state.windows == {} and loop.state.clocks == {}
     assert loop.state.changed_models == set()
     assert loop.evaluate() == []  # used to raise KeyError: ('m', '1')
+
+
+class _AbortableError:
+    def txn_requires_abort(self) -> bool:
+        return True
+
+    def retriable(self) -> bool:
+        return False
+
+
+class _Producer:
+    def __init__(self, fail_commit: bool) -> None:
+        self.fail_commit = fail_commit
+        self.produced: list[bytes] = []
+        self.aborted = 0
+
+    def produce(self, topic: str, key: bytes, value: bytes | None, partition: int) -> None:
+        self.produced.append(key)
+
+    def send_offsets_to_transaction(self, *args: object) -> None:
+        pass
+
+    def commit_transaction(self, timeout: float) -> None:
+        if self.fail_commit:
+            from confluent_kafka import KafkaException
+
+            raise KafkaException(_AbortableError())
+
+    def abort_transaction(self, timeout: float) -> None:
+        self.aborted += 1
+
+    def begin_transaction(self) -> None:
+        pass
+
+
+class _Consumer:
+    def assignment(self) -> list[TopicPartition]:
+        return []
+
+    def position(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
+        return []
+
+
+def test_an_aborted_checkpoint_keeps_its_windows_dirty_for_the_next_one() -> None:
+    rng = np.random.default_rng(2)
+    reference = ModelProfile.build_reference("m", "1", {"x": rng.normal(size=1_000)})
+    metrics = create()
+    evaluator = Evaluator(
+        references=ReferenceSet.of([reference]),
+        policy_for=lambda _m: EvaluationPolicy(),
+        lifecycle=LifecyclePolicy(),
+        horizon_ms=60_000,
+        metrics=metrics,
+    )
+    loop = AggregateLoop(
+        AggregateSettings("p", "p-state", "alerts", "g", WINDOW_MS, 1_000, 600_000),
+        evaluator,
+        metrics,
+    )
+    values = [_record(i, T0 + i, x=float(i), c="a") for i in range(10)]
+    (batch,) = decode_predictions(values, window_ms=WINDOW_MS).batches.values()
+    buf = WindowBuffer("m", "1", batch.window_start_ms, batch.window_start_ms + WINDOW_MS)
+    buf.add(BufferedChunk(batch, batch.timestamps, T0), np.zeros(10), np.arange(10))
+    loop.state.apply(build_delta(buf, reference, topic="in", producer_id="t"), 0)
+    loop.partition_of[("m", "1")] = 0
+    failing = _Producer(fail_commit=True)
+    loop._consumer, loop._producer = _Consumer(), failing  # type: ignore[assignment]
+
+    loop.checkpoint()
+    assert failing.aborted == 1 and len(failing.produced) == 1
+    assert len(loop.state.dirty) == 1  # not lost: written again next time
+
+    ok = _Producer(fail_commit=False)
+    loop._producer = ok  # type: ignore[assignment]
+    loop.checkpoint()
+    assert len(ok.produced) == 1 and loop.state.dirty == set()
