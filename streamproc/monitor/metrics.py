@@ -11,6 +11,8 @@ from typing import NamedTuple
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Summary
 
+from streamproc.monitor.model_gauges import ModelGauges
+
 PREFIX = "streamproc"
 
 
@@ -20,6 +22,7 @@ class Metrics(NamedTuple):
     registry: CollectorRegistry
     events_total: Counter
     deadletter_total: Counter
+    fast_path_declined_total: Counter
     late_events_total: Counter
     deltas_published_total: Counter
     deltas_applied_total: Counter
@@ -28,19 +31,10 @@ class Metrics(NamedTuple):
     ingest_flush_seconds: Histogram
     evaluation_seconds: Summary
     consumer_lag: Gauge
-    drift_value: Gauge
-    null_rate: Gauge
-    unseen_category_share: Gauge
-    event_lag_seconds: Gauge
-    staleness_seconds: Gauge
-    window_events: Gauge
     alerts_firing: Gauge
     alerts_emitted_total: Counter
-    replaying: Gauge
-    latency_ms: Gauge
-    error_rate: Gauge
-    fallback_rate: Gauge
-    model_versions: Gauge
+    model_gauges: ModelGauges
+    """Per-model gauges replaced on every evaluation (see :mod:`.model_gauges`)."""
 
 
 def create(registry: CollectorRegistry | None = None, prefix: str = PREFIX) -> Metrics:
@@ -50,13 +44,22 @@ def create(registry: CollectorRegistry | None = None, prefix: str = PREFIX) -> M
     def name(s: str) -> str:
         return f"{prefix}_{s}"
 
+    model_gauges = ModelGauges(prefix)
+    reg.register(model_gauges)
     return Metrics(
         registry=reg,
+        model_gauges=model_gauges,
         events_total=Counter(
             name("events"), "Prediction records accepted into windows", ["model"], registry=reg
         ),
         deadletter_total=Counter(
             name("deadletter"), "Records sent to the dead-letter topic", ["reason"], registry=reg
+        ),
+        fast_path_declined_total=Counter(
+            name("fast_path_declined"),
+            "Consumed batches the pyarrow fast path left to the orjson decoder",
+            ["reason"],
+            registry=reg,
         ),
         late_events_total=Counter(
             name("late_events"),
@@ -96,42 +99,6 @@ def create(registry: CollectorRegistry | None = None, prefix: str = PREFIX) -> M
             ["stage", "topic", "partition"],
             registry=reg,
         ),
-        drift_value=Gauge(
-            name("drift_value"),
-            "Latest drift statistic of the open window vs the reference",
-            ["model", "feature", "statistic"],
-            registry=reg,
-        ),
-        null_rate=Gauge(
-            name("null_rate_ratio"),
-            "Share of null values in the open window",
-            ["model", "feature"],
-            registry=reg,
-        ),
-        unseen_category_share=Gauge(
-            name("unseen_category_share_ratio"),
-            "Share of values in categories unseen in the reference (open window)",
-            ["model", "feature"],
-            registry=reg,
-        ),
-        event_lag_seconds=Gauge(
-            name("event_lag_seconds"),
-            "Event-time lag quantiles of the open window",
-            ["model", "lag", "quantile"],
-            registry=reg,
-        ),
-        staleness_seconds=Gauge(
-            name("staleness_seconds"),
-            "Wall-clock seconds since the newest event time seen for the model",
-            ["model"],
-            registry=reg,
-        ),
-        window_events=Gauge(
-            name("window_events"),
-            "Records in the newest (open) window",
-            ["model", "model_version"],
-            registry=reg,
-        ),
         alerts_firing=Gauge(
             name("alerts_firing"),
             "Alerts currently firing",
@@ -140,35 +107,5 @@ def create(registry: CollectorRegistry | None = None, prefix: str = PREFIX) -> M
         ),
         alerts_emitted_total=Counter(
             name("alerts_emitted"), "Alert messages published", ["status"], registry=reg
-        ),
-        replaying=Gauge(
-            name("replaying"),
-            "1 while the model's data is historical (wall-clock checks paused)",
-            ["model"],
-            registry=reg,
-        ),
-        latency_ms=Gauge(
-            name("latency_ms"),
-            "Inference latency quantiles of the open window, milliseconds",
-            ["model", "quantile"],
-            registry=reg,
-        ),
-        error_rate=Gauge(
-            name("error_rate_ratio"),
-            "Share of records with the error flag in the open window",
-            ["model"],
-            registry=reg,
-        ),
-        fallback_rate=Gauge(
-            name("fallback_rate_ratio"),
-            "Share of records served by the fallback in the open window",
-            ["model"],
-            registry=reg,
-        ),
-        model_versions=Gauge(
-            name("model_version_serving"),
-            "1 for each model version seen serving recently",
-            ["model", "model_version"],
-            registry=reg,
         ),
     )

@@ -1,7 +1,9 @@
-"""The pyarrow fast path either declines or gives exactly what the orjson decoder gives."""
+"""The pyarrow fast path either declines (saying why) or gives exactly what the orjson decoder
+gives."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -12,10 +14,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streamproc.contracts.fast_decode import fast_decode
+from streamproc.contracts.fast_decode import DECLINE_REASONS, FastPathDeclined, fast_decode
 from streamproc.contracts.prediction import DecodeResult, decode_predictions
 from streamproc.core.kinds import FeatureKind
 from streamproc.core.model_profile import ModelProfile
+from streamproc.monitor.metrics import create
 from streamproc.monitor.window_buffer import BufferedChunk, WindowBuffer, build_delta
 
 WINDOW_MS = 60_000
@@ -85,7 +88,8 @@ def _deltas(result: DecodeResult) -> dict[Any, Any]:
 def check(values: list[bytes], *, window_ms: int = WINDOW_MS) -> bool:
     """Assert equivalence; True when the fast path took the batch."""
     fast = fast_decode(values, kinds_for=kinds_for, window_ms=window_ms, keep_request_ids=True)
-    if fast is None:
+    if isinstance(fast, FastPathDeclined):
+        assert fast.reason in DECLINE_REASONS
         return False
     slow = decode_predictions(
         values, known_models=set(REFS), window_ms=window_ms, keep_request_ids=True
@@ -187,65 +191,113 @@ def test_spaced_json_and_absent_optional_fields_take_the_fast_path() -> None:
 
 # --------------------------------------------------------------------- declined
 
-
-@pytest.mark.parametrize(
-    "values",
-    [
-        [],
-        [None],
-        [b""],
-        [b"[1]"],
-        [b" " + orjson.dumps(record(0))],
-        enc(record(0), record(1, features={"x": 1.0, "y": 1, "c": "a"})),  # b key missing
+R = orjson.dumps(record(0))
+R1 = orjson.dumps(record(1))
+DECLINED: list[tuple[list[Any], str]] = [
+    ([], "empty_batch"),
+    ([None], "needs_validation"),
+    ([b""], "needs_validation"),
+    ([R, b""], "needs_validation"),
+    (enc(record(0), record(1, request_id=None)), "needs_validation"),
+    (enc(record(0, model="")), "needs_validation"),
+    (enc(record(0, request_id=DROP)), "needs_validation"),
+    (enc(record(0, fallback=1)), "needs_validation"),
+    (enc(record(0, prediction={"score": 0.3})), "needs_validation"),
+    (enc(record(0), record(1, latency_ms=-1)), "needs_validation"),
+    (enc(record(0), record(1, prediction=None)), "needs_validation"),
+    (enc(record(0), record(1, prediction={"score": 0.3})), "needs_validation"),
+    (enc(record(0), record(1, prediction={"label": None, "score": 0.3})), "needs_validation"),
+    (enc(record(0), record(1, features=None)), "needs_validation"),
+    (enc(record(0), record(1, features=DROP)), "needs_validation"),
+    ([b"[1]"], "parse_error"),
+    ([b"{"], "parse_error"),
+    ([b" " + R], "parse_error"),
+    ([R, b" " + R1], "parse_error"),
+    (
         enc(record(0), record(1, features={"x": 1.0, "y": 1, "c": "a", "b": True, "z": 1})),
-        enc(record(0), record(1, features={"x": "1", "y": 1, "c": "a", "b": True})),
-        enc(record(0), record(1, features={"x": [1], "y": 1, "c": "a", "b": True})),
+        "parse_error",
+    ),
+    (enc(record(0), record(1, features={"x": "1", "y": 1, "c": "a", "b": True})), "parse_error"),
+    (enc(record(0), record(1, features={"x": [1], "y": 1, "c": "a", "b": True})), "parse_error"),
+    (
         enc(record(0), record(1, features={"x": {"a": 1}, "y": 1, "c": "a", "b": True})),
-        enc(record(0), record(1, model="n")),
-        enc(record(0), record(1, model_version="2")),
-        enc(record(0, model="zzz")),
-        enc(record(0), record(1, request_id=None)),
-        enc(record(0), record(1, model="")),
-        enc(record(0), record(1, timestamp=-1)),
-        enc(record(0), record(1, timestamp=2e14)),
-        enc(record(0), record(1, timestamp="2024-05-01T10:00:03Z")),
-        enc(record(0, timestamp="2024-05-01T10:00:03Z"), record(1, timestamp=T0)),
-        enc(record(0, timestamp="2023-02-29T10:00:03Z")),
-        enc(record(0, timestamp="2024-05-01T10:00:03.1234567Z")),
-        enc(record(0, timestamp="2024-05-01T10:00:03+00:75")),
-        enc(record(0, timestamp="2024-05-01 10:00:03Z")),
-        enc(record(0, timestamp="2024-05-01T10:00:03")),
-        enc(record(0, timestamp="0001-01-01T00:00:00Z")),
-        enc(record(0), record(1, latency_ms=-1)),
-        enc(record(0), record(1, features_as_of=-5)),
-        enc(record(0), record(1, prediction=None)),
-        enc(record(0), record(1, prediction={"score": 0.3})),
-        enc(record(0), record(1, prediction={"label": None, "score": 0.3})),
-        enc(record(0), record(1, prediction={"label": "a", "score": 0.3, "x": 1})),
-        enc(record(0), record(1, prediction=0.3)),
-        enc(record(0), record(1, segment={"a": "b"})),
-        enc(record(0), record(1, extra=1)),
-        enc(record(0), record(1, features=None)),
-        enc(record(0), record(1, features=DROP)),
-        enc(record(0), record(1, c="x")),
-        enc(record(0, features={"x": 1, "score": 2})),
-        [orjson.dumps(record(0)), b'{"model":"m"'],
-        [orjson.dumps(record(0)), orjson.dumps(record(1)) + b" " + orjson.dumps(record(2))],
-        [orjson.dumps(record(0)), orjson.dumps(record(1)).replace(b'"x":0.5', b'"x":NaN')],
-        [orjson.dumps(record(0)), orjson.dumps(record(1)).replace(b'"x":0.5', b'"x":-0')],
-        [orjson.dumps(record(0)), orjson.dumps(record(1)).replace(b'"x":0.5', b'"x":1e400')],
-        [orjson.dumps(record(0)), orjson.dumps(record(1)).replace(b'"r1"', b'"r\xff"')],
-        [orjson.dumps(record(0)), orjson.dumps(record(1)).replace(b'"x":0.5,', b"")],
-        [orjson.dumps(record(0)), orjson.dumps(record(1)).replace(b'"x":0.5', b'"x":1,"x":2')],
-        # a missing key compensated by a string value that looks like a key
+        "parse_error",
+    ),
+    (enc(record(0), record(1, timestamp="2024-05-01T10:00:03Z")), "parse_error"),
+    (enc(record(0, timestamp="2024-05-01T10:00:03Z"), record(1, timestamp=T0)), "parse_error"),
+    (enc(record(0), record(1, features_as_of=-5)), "parse_error"),  # not in the schema
+    (enc(record(0), record(1, prediction={"label": "a", "score": 0.3, "x": 1})), "parse_error"),
+    (enc(record(0), record(1, prediction=0.3)), "parse_error"),
+    (enc(record(0), record(1, segment={"a": "b"})), "parse_error"),
+    (enc(record(0), record(1, extra=1)), "parse_error"),
+    (enc(record(0), record(1, c="x")), "parse_error"),
+    ([R, b'{"model":"m"'], "parse_error"),
+    ([R, R1 + b" " + orjson.dumps(record(2))], "parse_error"),
+    ([R, R1.replace(b'"x":0.5', b'"x":1e400')], "parse_error"),
+    ([R, R1.replace(b'"r1"', b'"r\xff"')], "parse_error"),
+    ([R, R1.replace(b'"x":0.5', b'"x":1,"x":2')], "parse_error"),
+    (enc(record(0, model="zzz")), "unknown_model"),
+    (enc(record(0, segment={"a": "b"})), "unsupported_shape"),
+    (enc(record(0, extra=1)), "unsupported_shape"),
+    (enc(record(0, latency_ms=None)), "unsupported_shape"),
+    (enc(record(0, features_as_of="2024-05-01T10:00:03Z")), "unsupported_shape"),
+    (enc(record(0, prediction={"label": 1, "score": 0.3})), "unsupported_shape"),
+    (enc(record(0, prediction={"label": "a", "x": 1})), "unsupported_shape"),
+    (enc(record(0, features={"x": 1, "z": 2})), "unsupported_shape"),  # z: no reference
+    (enc(record(0, features={"x": 1, "score": 2})), "unsupported_shape"),
+    (enc(record(0, features={"x": [1]})), "unsupported_shape"),
+    (enc(record(0), record(1, model="n")), "mixed_models"),
+    (enc(record(0), record(1, model_version="2")), "mixed_models"),
+    (enc(record(0), record(1, model="")), "mixed_models"),
+    (enc(record(0), record(1, timestamp=-1)), "bad_timestamp"),
+    (enc(record(0), record(1, timestamp=2e14)), "bad_timestamp"),
+    (enc(record(0, timestamp="2023-02-29T10:00:03Z")), "bad_timestamp"),
+    (enc(record(0, timestamp="2024-05-01T10:00:03.1234567Z")), "bad_timestamp"),
+    (enc(record(0, timestamp="2024-05-01T10:00:03+00:75")), "bad_timestamp"),
+    (enc(record(0, timestamp="2024-05-01 10:00:03Z")), "bad_timestamp"),  # valid, not strict
+    (enc(record(0, timestamp="2024-05-01T10:00:03")), "bad_timestamp"),
+    (enc(record(0, timestamp="0001-01-01T00:00:00Z")), "bad_timestamp"),
+    (enc(record(0, features_as_of=T0), record(1, features_as_of=-5)), "bad_timestamp"),
+    ([R, R1.replace(b'"x":0.5', b'"x":-0')], "unsupported_literal"),
+    ([R, R1.replace(b'"x":0.5', b'"x":NaN')], "unsupported_literal"),
+    (
+        enc(record(0), record(1, features={"x": 1, "y": 1, "c": 'say "hi"', "b": True})),
+        "unsupported_literal",
+    ),
+    # a missing key compensated by a string value that looks like a key
+    (
         [
             orjson.dumps(record(0, features={"x": 1, "y": None, "c": "a", "b": True})),
             orjson.dumps(record(1, features={"x": 1, "c": '"y":', "b": True})),
         ],
-    ],
-)
-def test_unusual_batches_are_declined(values: list[Any]) -> None:
-    assert fast_decode(values, kinds_for=kinds_for, window_ms=WINDOW_MS) is None
+        "unsupported_literal",
+    ),
+    (enc(record(0), record(1, features={"x": 1.0, "y": 1, "c": "a"})), "missing_feature"),
+    ([R, R1.replace(b'"x":0.5,', b"")], "missing_feature"),
+]
+
+
+@pytest.mark.parametrize(("values", "reason"), DECLINED)
+def test_unusual_batches_are_declined_with_their_reason(values: list[Any], reason: str) -> None:
+    declined = fast_decode(values, kinds_for=kinds_for, window_ms=WINDOW_MS)
+    assert isinstance(declined, FastPathDeclined)
+    assert declined.reason == reason
+
+
+def test_each_decline_reason_is_produced_by_some_batch() -> None:
+    assert {reason for _, reason in DECLINED} == set(DECLINE_REASONS)
+    assert len(set(DECLINE_REASONS)) == len(DECLINE_REASONS)
+    assert all(re.fullmatch(r"[a-z]+(_[a-z]+)*", r) for r in DECLINE_REASONS)
+
+
+def test_declines_count_on_the_prometheus_counter() -> None:
+    metrics = create()
+    for reason in DECLINE_REASONS:
+        metrics.fast_path_declined_total.labels(reason).inc()
+    value = metrics.registry.get_sample_value(
+        "streamproc_fast_path_declined_total", {"reason": "mixed_models"}
+    )
+    assert value == 1.0
 
 
 def test_newline_inside_a_record_is_whitespace_on_both_paths() -> None:
@@ -255,7 +307,8 @@ def test_newline_inside_a_record_is_whitespace_on_both_paths() -> None:
 
 def test_oversized_is_declined() -> None:
     values = enc(record(0), record(1))
-    assert fast_decode(values, kinds_for=kinds_for, max_message_bytes=50) is None
+    declined = fast_decode(values, kinds_for=kinds_for, max_message_bytes=50)
+    assert declined == FastPathDeclined("needs_validation")
     assert check(values)
 
 

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 
 from streamproc.contracts.fast_decode import fast_decode
-from streamproc.contracts.prediction import PredictionBatch, decode_predictions
+from streamproc.contracts.prediction import DecodeResult, PredictionBatch, decode_predictions
 from streamproc.core.model_profile import ModelProfile
 from streamproc.monitor.window_buffer import BufferedChunk, WindowBuffer, build_delta
 
@@ -61,7 +61,7 @@ def _batch(values: list[bytes], fast: bool, reference: ModelProfile) -> Predicti
     kinds = {k: p.kind for k, p in reference.features.items()}
     if fast:
         result = fast_decode(values, kinds_for=lambda m, v: kinds, window_ms=WINDOW_MS)
-        assert result is not None
+        assert isinstance(result, DecodeResult)
     else:
         result = decode_predictions(values, window_ms=WINDOW_MS)
     (batch,) = result.batches.values()
