@@ -1,7 +1,8 @@
 """Monitor configuration: one TOML file, environment variables, CLI flags.
 
-Precedence, lowest first: built-in defaults < TOML file < environment < CLI flags. Every
-option is documented in ``docs/monitor.example.toml``. Durations are strings such as
+Precedence, lowest first: built-in defaults < TOML file < environment < CLI flags (the
+flags live in :mod:`streamproc.cli.config_args`). Every option is documented in
+``docs/monitor.example.toml``. Durations are strings such as
 ``"500ms"``, ``"30s"``, ``"5m"``, ``"1h"``, ``"1d"`` or ``"1h30m"`` (a bare number means
 seconds); sizes are bytes or strings such as ``"512KiB"``, ``"1MiB"``.
 
@@ -17,24 +18,36 @@ Environment:
 
 Unknown keys are errors that name the key and the file: a typo must not silently fall
 back to a default.
+
+Defaults live in ONE place: the policy dataclasses of the checks layer
+(:class:`~streamproc.checks.policy.EvaluationPolicy`,
+:class:`~streamproc.checks.service_checks.ServicePolicy`,
+:class:`~streamproc.checks.lifecycle.LifecyclePolicy`). The config sections below take
+their defaults from those, and translate back into them in one method each
+(:meth:`MonitorConfig.evaluation_policy`, :meth:`MonitorConfig.service_policy`,
+:meth:`MonitorConfig.lifecycle_policy`). The checks are used without any config (offline,
+tests), and the layers only allow config to read checks, not the reverse.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final
 
-from streamproc.checks.lifecycle import DEFAULT_RUNBOOK_BASE_URL, LifecyclePolicy
+from streamproc.checks.lifecycle import LifecyclePolicy
+from streamproc.checks.policy import EvaluationPolicy
 from streamproc.checks.result import CHECK_NAMES
-from streamproc.cli.errors import UsageError
+from streamproc.checks.service_checks import ServicePolicy
+from streamproc.core.thresholds import DEFAULT_THRESHOLDS
+from streamproc.errors import UsageError
 
 ENV_PREFIX: Final = "STREAMPROC_"
 KAFKA_ENV_PREFIX: Final = "STREAMPROC_KAFKA_"
@@ -56,6 +69,17 @@ def _duration_field(default_ms: int) -> Any:
     return field(default=default_ms, metadata={"kind": "duration"})
 
 
+def _seconds_field(default_s: float) -> Any:
+    """A duration setting whose policy counterpart is in seconds."""
+    return _duration_field(round(default_s * 1000))
+
+
+# The single source of the defaults below (see the module docstring).
+_EVALUATION: Final = EvaluationPolicy()
+_SERVICE: Final = ServicePolicy()
+_LIFECYCLE: Final = LifecyclePolicy()
+
+
 @dataclass(frozen=True)
 class KafkaConfig:
     bootstrap_servers: str = "localhost:9092"
@@ -67,10 +91,6 @@ class KafkaConfig:
         """Settings every confluent-kafka client shares: ``client`` plus the servers
         (producers and admin clients take no group id; each consumer stage sets its own)."""
         return {**self.client, "bootstrap.servers": self.bootstrap_servers}
-
-    def client_settings(self) -> dict[str, str]:
-        """Settings for a confluent-kafka consumer: the connection settings plus the group."""
-        return {**self.connection_settings(), "group.id": self.group_id}
 
 
 @dataclass(frozen=True)
@@ -102,37 +122,44 @@ class EvaluationConfig:
 
 @dataclass(frozen=True)
 class LifecycleConfig:
-    fire_after: int = 2
-    fire_window: int = 3
-    resolve_after: int = 3
-    renotify_ms: int = _duration_field(3_600_000)
+    """Alert lifecycle (see streamproc/checks/lifecycle.py); defaults: LifecyclePolicy."""
+
+    fire_after: int = _LIFECYCLE.fire_after
+    fire_window: int = _LIFECYCLE.fire_window
+    resolve_after: int = _LIFECYCLE.resolve_after
+    renotify_ms: int = _duration_field(_LIFECYCLE.renotify_ms)
 
 
 @dataclass(frozen=True)
 class FreshnessConfig:
-    staleness_ms: int = _duration_field(10 * 60_000)
+    """Freshness and staleness thresholds; defaults: EvaluationPolicy (critical: ×5)."""
+
+    staleness_ms: int = _seconds_field(_EVALUATION.staleness_s)
     """Alert when the newest event of a model is older than this."""
-    pipeline_lag_p95_ms: int = _duration_field(60_000)
-    """Alert when p95 of (processing time − event time) exceeds this."""
-    data_lag_ms: int = _duration_field(3_600_000)
-    """Alert when (event time − features_as_of) exceeds this (stale feature values)."""
+    pipeline_lag_p95_ms: int = _seconds_field(_EVALUATION.pipeline_lag_p95_s)
+    """Alert when p95 of (Kafka append time − event time) exceeds this."""
+    processing_lag_p95_ms: int = _seconds_field(_EVALUATION.processing_lag_p95_s)
+    """Alert when p95 of (ingest time − Kafka append time) exceeds this."""
+    data_lag_ms: int = _seconds_field(_EVALUATION.data_lag_p95_s)
+    """Alert when p95 of (event time − features_as_of) exceeds this (stale features)."""
 
 
 @dataclass(frozen=True)
 class ServiceConfig:
-    """Model-service health thresholds (see streamproc/checks/service_checks.py)."""
+    """Model-service health thresholds (see streamproc/checks/service_checks.py);
+    defaults: ServicePolicy."""
 
-    latency_sla_ms: float = 0.0
+    latency_sla_ms: float = float(_SERVICE.latency_sla_ms or 0.0)
     """p95 latency SLA in ms; 0 compares latency with the reference only."""
-    error_rate_warning: float = 0.01
-    error_rate_critical: float = 0.05
-    fallback_rate_warning: float = 0.05
-    fallback_rate_critical: float = 0.20
-    volume_change_warning: float = 0.5
-    volume_change_critical: float = 0.8
+    error_rate_warning: float = _SERVICE.error_rate_warning
+    error_rate_critical: float = _SERVICE.error_rate_critical
+    fallback_rate_warning: float = _SERVICE.fallback_rate_warning
+    fallback_rate_critical: float = _SERVICE.fallback_rate_critical
+    volume_change_warning: float = _SERVICE.volume_change_warning
+    volume_change_critical: float = _SERVICE.volume_change_critical
     expected_versions: Mapping[str, tuple[str, ...]] = field(default_factory=_empty)
     """Per model: the versions allowed to serve (empty: any)."""
-    rollout: bool = False
+    rollout: bool = _SERVICE.rollout
     """A declared rollout: several versions may serve at once."""
 
 
@@ -149,10 +176,12 @@ class MetricsConfig:
 
 @dataclass(frozen=True)
 class AlertsConfig:
-    runbook_base_url: str = DEFAULT_RUNBOOK_BASE_URL
+    """How alerts are dressed; defaults: LifecyclePolicy."""
+
+    runbook_base_url: str = _LIFECYCLE.runbook_base_url
     runbook_urls: Mapping[str, str] = field(default_factory=_empty)
     """Per-check runbook link, overriding ``runbook_base_url#<check-anchor>``."""
-    allow_raw_values_in_alerts: bool = False
+    allow_raw_values_in_alerts: bool = _LIFECYCLE.allow_raw_values
 
 
 @dataclass(frozen=True)
@@ -196,6 +225,48 @@ class MonitorConfig:
     are resolved against the config file's directory."""
     source: str = "<defaults>"
     """Where the configuration came from (for messages)."""
+
+    @cached_property
+    def _evaluation_policies(self) -> dict[str, EvaluationPolicy]:
+        return {}  # per model; a frozen dataclass still has an instance __dict__
+
+    @cached_property
+    def _service_policies(self) -> dict[str, ServicePolicy]:
+        return {}
+
+    def evaluation_policy(self, model: str) -> EvaluationPolicy:
+        """The evaluation policy of ``model`` (cached): the threshold table with the
+        [thresholds] overrides, the [freshness] limits and the replay flag."""
+        cache = self._evaluation_policies
+        if model not in cache:
+            fresh = self.freshness
+            cache[model] = EvaluationPolicy(
+                thresholds=DEFAULT_THRESHOLDS.with_overrides(self.thresholds.overrides_for(model)),
+                staleness_s=fresh.staleness_ms / 1000,
+                pipeline_lag_p95_s=fresh.pipeline_lag_p95_ms / 1000,
+                processing_lag_p95_s=fresh.processing_lag_p95_ms / 1000,
+                data_lag_p95_s=fresh.data_lag_ms / 1000,
+                skip_wall_clock_lags=self.evaluation.replay,
+            )
+        return cache[model]
+
+    def service_policy(self, model: str) -> ServicePolicy:
+        """The model-service health policy of ``model`` (cached), from [service]."""
+        cache = self._service_policies
+        if model not in cache:
+            svc = self.service
+            cache[model] = ServicePolicy(
+                latency_sla_ms=svc.latency_sla_ms or None,
+                error_rate_warning=svc.error_rate_warning,
+                error_rate_critical=svc.error_rate_critical,
+                fallback_rate_warning=svc.fallback_rate_warning,
+                fallback_rate_critical=svc.fallback_rate_critical,
+                volume_change_warning=svc.volume_change_warning,
+                volume_change_critical=svc.volume_change_critical,
+                expected_versions=frozenset(svc.expected_versions.get(model, ())),
+                rollout=svc.rollout,
+            )
+        return cache[model]
 
     def lifecycle_policy(self) -> LifecyclePolicy:
         """The alert lifecycle policy these settings describe."""
@@ -382,15 +453,11 @@ def _thresholds(table: object, source: str) -> ThresholdsConfig:
 
 
 def _check_thresholds(config: ThresholdsConfig, source: str) -> None:
-    """Validate the overrides against the core's ``Thresholds`` when it is importable."""
-    try:
-        from streamproc.core.thresholds import Thresholds
-    except ImportError:  # pragma: no cover - core not installed
-        return
+    """Validate the overrides against the core's ``Thresholds``."""
     for model in ["", *config.models]:
         where = f"thresholds.models.{model}" if model else "thresholds"
         try:
-            Thresholds().with_overrides(config.overrides_for(model))
+            DEFAULT_THRESHOLDS.with_overrides(config.overrides_for(model))
         except (ValueError, TypeError, AttributeError) as exc:
             raise ConfigError(f"bad [{where}] in {source}: {exc}") from None
 
@@ -479,41 +546,4 @@ def apply_env(config: MonitorConfig, env: Mapping[str, str]) -> MonitorConfig:
             evaluation = dataclasses.replace(evaluation, replay=replay)
     except ValueError as exc:
         raise ConfigError(f"bad environment variable: {exc}") from None
-    return dataclasses.replace(config, kafka=kafka, metrics=metrics, evaluation=evaluation)
-
-
-# --- CLI flags -----------------------------------------------------------------------
-
-
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--config`` and the essential overrides to a sub-command's parser."""
-    group = parser.add_argument_group("configuration")
-    group.add_argument("--config", metavar="FILE", help="TOML file (default: $STREAMPROC_CONFIG)")
-    group.add_argument("--bootstrap-servers", metavar="HOST:PORT[,...]")
-    group.add_argument("--group-id")
-    group.add_argument("--metrics-port", type=int)
-    group.add_argument(
-        "--replay",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="evaluate by event time as fast as input allows (backfill)",
-    )
-
-
-def config_from_args(
-    args: argparse.Namespace, *, env: Mapping[str, str] | None = None
-) -> MonitorConfig:
-    """Load file and environment, then apply the CLI flags set in ``args``."""
-    config = load_config(getattr(args, "config", None), env=env)
-    kafka = config.kafka
-    if getattr(args, "bootstrap_servers", None):
-        kafka = dataclasses.replace(kafka, bootstrap_servers=args.bootstrap_servers)
-    if getattr(args, "group_id", None):
-        kafka = dataclasses.replace(kafka, group_id=args.group_id)
-    metrics = config.metrics
-    if getattr(args, "metrics_port", None) is not None:
-        metrics = dataclasses.replace(metrics, port=args.metrics_port)
-    evaluation = config.evaluation
-    if getattr(args, "replay", None) is not None:
-        evaluation = dataclasses.replace(evaluation, replay=args.replay)
     return dataclasses.replace(config, kafka=kafka, metrics=metrics, evaluation=evaluation)

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from streamproc import __version__
-from streamproc.cli.errors import UsageError
+from streamproc.errors import UsageError
 
 API_PATH: Final = "/api/v2/alerts"
 RETRYABLE_STATUS: Final = frozenset({408, 429})

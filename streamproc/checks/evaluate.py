@@ -51,7 +51,7 @@ from streamproc.checks.result import CheckResult
 from streamproc.core.drift import PREDICTED_LABEL, PREDICTION, compare_features
 from streamproc.core.feature_profile import FeatureProfile
 from streamproc.core.model_profile import ModelProfile
-from streamproc.monitor.ops import MISSING_FEATURE, UNEXPECTED_FEATURE
+from streamproc.core.ops import MISSING_FEATURE, UNEXPECTED_FEATURE
 
 __all__ = ["DEFAULT_POLICY", "SCOPES", "EvaluationPolicy", "evaluate_staleness", "evaluate_window"]
 

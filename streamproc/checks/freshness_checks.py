@@ -1,6 +1,6 @@
 """Timeliness checks: ``freshness`` (lags in a window) and ``staleness`` (no new events).
 
-``freshness`` reads the ops profile (:mod:`streamproc.monitor.ops`): one result per lag,
+``freshness`` reads the ops profile (:mod:`streamproc.core.ops`): one result per lag,
 with ``feature`` naming the lag (``data_lag``, ``pipeline_lag``, ``processing_lag``) so
 each fires and resolves on its own. The statistic is the lag's p95 in seconds from its
 KLL sketch; above the policy threshold → warning, above ``lag_critical_factor`` × the
@@ -21,7 +21,7 @@ from streamproc.checks.context import Candidate, Window
 from streamproc.checks.policy import EvaluationPolicy
 from streamproc.checks.result import CheckResult
 from streamproc.core.model_profile import ModelProfile
-from streamproc.monitor.ops import DATA_LAG, PIPELINE_LAG, PROCESSING_LAG
+from streamproc.core.ops import DATA_LAG, PIPELINE_LAG, PROCESSING_LAG
 
 _QUANTILES = (0.5, 0.95, 0.99)
 

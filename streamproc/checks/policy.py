@@ -2,7 +2,10 @@
 
 The drift and data-quality thresholds of the core table
 (:class:`~streamproc.core.thresholds.Thresholds`, with per-feature overrides via
-``Thresholds.for_feature``) plus the thresholds only the checks need. Defaults:
+``Thresholds.for_feature``) plus the thresholds only the checks need. These defaults are
+the only copy: the [freshness] section of :mod:`streamproc.config` takes its defaults from
+this class (and ``tests/unit/test_config_defaults.py`` holds docs/monitor.example.toml to
+them). Defaults:
 
 ================================  =========  =========  =======================================
 threshold                         warning    critical   notes
@@ -12,7 +15,7 @@ unexpected-feature rate           0.01       0.10       records with a feature n
 distinct-count jump (cur / ref)   2×         5×         categoricals with ``min_samples`` values
 dominant prediction share         0.99       0.999      ≥, not >; ``degenerate_min_samples`` 500
 drifted-feature share             0.30       0.50       ≥; needs ``dataset_drift_min_features``
-data lag p95                      600 s      ×5         event time − features_as_of
+data lag p95                      3600 s     ×5         event time − features_as_of
 pipeline lag p95                  60 s       ×5         Kafka append time − event time
 processing lag p95                60 s       ×5         ingest time − Kafka append (wall clock)
 staleness                         —          600 s      now − newest event; always critical
@@ -64,7 +67,7 @@ class EvaluationPolicy:
     dataset_drift_share_warning: float = 0.30
     dataset_drift_share_critical: float = 0.50
     dataset_drift_min_features: int = 3
-    data_lag_p95_s: float = 600.0
+    data_lag_p95_s: float = 3600.0
     pipeline_lag_p95_s: float = 60.0
     processing_lag_p95_s: float = 60.0
     lag_critical_factor: float = 5.0

@@ -38,13 +38,16 @@ from streamproc.checks.result import (
 )
 from streamproc.core.feature_profile import FeatureProfile
 from streamproc.core.model_profile import ModelProfile
-from streamproc.monitor.ops import ERROR, FALLBACK
+from streamproc.core.ops import ERROR, FALLBACK
 
 DAY_MS = 86_400_000
 
 
 @dataclass(frozen=True)
 class ServicePolicy:
+    """Service-health thresholds (module doc). These defaults are the only copy: the
+    [service] section of :mod:`streamproc.config` takes its defaults from them."""
+
     latency_sla_ms: float | None = None
     """p95 latency SLA in milliseconds; None checks latency against the reference only."""
     latency_ratio_warning: float = 2.0

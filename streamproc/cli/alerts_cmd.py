@@ -9,8 +9,8 @@ import signal
 import threading
 from typing import Any
 
-from streamproc.cli.errors import UsageError
 from streamproc.config import load_config, parse_duration_ms
+from streamproc.errors import UsageError
 
 
 def register(subparsers: Any) -> None:

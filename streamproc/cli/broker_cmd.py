@@ -9,7 +9,7 @@ from typing import Any
 
 from streamproc.broker.jars import KAFKA_VERSION, BrokerSetupError
 from streamproc.broker.local import LocalBroker, default_data_dir
-from streamproc.cli.errors import UsageError
+from streamproc.errors import UsageError
 
 
 def register(subparsers: Any) -> None:

@@ -10,7 +10,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from streamproc.cli.errors import UsageError
+from streamproc.errors import UsageError
 
 
 def register(subparsers: Any) -> None:

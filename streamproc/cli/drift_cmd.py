@@ -8,10 +8,10 @@ from typing import Any
 
 import orjson
 
-from streamproc.cli.errors import UsageError
 from streamproc.core.drift import compare_profiles
 from streamproc.core.model_profile import ModelProfile
 from streamproc.core.thresholds import DEFAULT_THRESHOLDS
+from streamproc.errors import UsageError
 from streamproc.offline.drift_output import drift_json, exit_code_for
 from streamproc.offline.errors import InputError
 from streamproc.offline.profile_io import is_profile_file, load_profile, save_profile

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from streamproc import __version__
-from streamproc.cli.errors import UsageError
+from streamproc.errors import UsageError
 
 COMMAND_MODULES: tuple[str, ...] = (
     "streamproc.cli.broker_cmd",

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from streamproc.cli.errors import UsageError
+from streamproc.errors import UsageError
 from streamproc.offline.errors import InputError
 from streamproc.offline.profile_io import load_profile
 from streamproc.offline.render import profile_to_dict, render_profile

@@ -7,7 +7,7 @@ import sys
 import time
 from typing import Any
 
-from streamproc.cli.errors import UsageError
+from streamproc.errors import UsageError
 from streamproc.offline.errors import InputError
 from streamproc.offline.profile_io import save_profile
 from streamproc.offline.reference import build_reference

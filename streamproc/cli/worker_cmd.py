@@ -10,8 +10,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from streamproc.cli.errors import UsageError
-from streamproc.config import add_config_arguments, config_from_args, parse_duration_ms
+from streamproc.cli.config_args import add_config_arguments, config_from_args
+from streamproc.config import parse_duration_ms
+from streamproc.errors import UsageError
 
 
 def register(subparsers: Any) -> None:

@@ -16,10 +16,10 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from streamproc.cli.errors import UsageError
 from streamproc.demo import display
 from streamproc.demo.script import Script
 from streamproc.demo.traffic import Traffic
+from streamproc.errors import UsageError
 from streamproc.monitor.worker import Worker
 
 

@@ -20,9 +20,9 @@ from confluent_kafka.admin import AdminClient
 
 from streamproc.broker.jars import BrokerSetupError
 from streamproc.broker.local import LocalBroker, free_port, wait_ready
-from streamproc.cli.errors import UsageError
 from streamproc.config import MonitorConfig, config_from_mapping
 from streamproc.demo.script import Script
+from streamproc.errors import UsageError
 from streamproc.monitor.worker import state_topic_name
 
 PREDICTION_PARTITIONS = 4

@@ -3,7 +3,7 @@
 Wire format (contract: ``schemas/profile_delta.schema.json``, framing in
 :mod:`streamproc.contracts.framing`): the JSON header, then ``profile_bytes`` bytes of
 the feature :class:`ModelProfile`, then ``ops_bytes`` bytes of the ops profile (see
-:mod:`streamproc.monitor.ops`). The Kafka key is the model name, so every delta of a
+:mod:`streamproc.core.ops`). The Kafka key is the model name, so every delta of a
 model lands on one partition of the profiles topic.
 """
 

@@ -6,10 +6,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from streamproc.cli.errors import UsageError
 from streamproc.core.errors import ProfileFormatError
 from streamproc.core.kinds import FeatureKind
 from streamproc.core.model_profile import ModelProfile
+from streamproc.errors import UsageError
 
 
 @dataclass(frozen=True)

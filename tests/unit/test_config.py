@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import re
 import tomllib
@@ -11,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from streamproc.checks import LifecyclePolicy
+from streamproc.checks.policy import EvaluationPolicy
+from streamproc.checks.service_checks import ServicePolicy
 from streamproc.config import (
     ConfigError,
     MonitorConfig,
-    add_config_arguments,
-    config_from_args,
     config_from_mapping,
     kafka_settings_from_env,
     load_config,
@@ -154,8 +153,9 @@ def test_full_file(tmp_path: Path) -> None:
         "socket.keepalive.enable": "true",
         "fetch.max.bytes": "52428800",
     }
-    assert c.kafka.client_settings()["bootstrap.servers"] == "k1:9092,k2:9092"
-    assert c.kafka.client_settings()["group.id"] == "streamproc"
+    assert c.kafka.connection_settings()["bootstrap.servers"] == "k1:9092,k2:9092"
+    assert "group.id" not in c.kafka.connection_settings()  # each consumer sets its own
+    assert c.kafka.group_id == "streamproc"
     assert c.topics.predictions == "fraud-predictions" and c.topics.labels == "labels"
     assert (c.windows.size_ms, c.windows.allowed_lateness_ms) == (60_000, 10_000)
     assert c.windows.retention_ms == 86_400_000
@@ -259,7 +259,7 @@ def test_missing_file() -> None:
 
 
 def test_config_error_is_a_cli_usage_error() -> None:
-    from streamproc.cli.errors import UsageError
+    from streamproc.errors import UsageError
 
     assert issubclass(ConfigError, UsageError)
 
@@ -303,32 +303,6 @@ def test_bad_env_value() -> None:
         load_config(env={"STREAMPROC_METRICS_PORT": "ninety"})
 
 
-def test_cli_flags_win(tmp_path: Path) -> None:
-    path = write(tmp_path, "[kafka]\nbootstrap_servers = 'file:9092'\n[metrics]\nport = 1\n")
-    parser = argparse.ArgumentParser()
-    add_config_arguments(parser)
-    args = parser.parse_args(
-        [
-            "--config",
-            str(path),
-            "--bootstrap-servers",
-            "cli:9092",
-            "--group-id",
-            "cli",
-            "--metrics-port",
-            "9300",
-            "--replay",
-        ]
-    )
-    c = config_from_args(args, env={"STREAMPROC_KAFKA_BOOTSTRAP_SERVERS": "env:1"})
-    assert (c.kafka.bootstrap_servers, c.kafka.group_id) == ("cli:9092", "cli")
-    assert c.metrics.port == 9300 and c.evaluation.replay is True
-    # flags not given leave file/env values alone
-    c = config_from_args(parser.parse_args(["--config", str(path)]), env={})
-    assert c.kafka.bootstrap_servers == "file:9092" and c.metrics.port == 1
-    assert c.evaluation.replay is False
-
-
 def test_config_is_frozen() -> None:
     c = MonitorConfig()
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -340,3 +314,53 @@ def test_config_is_frozen() -> None:
 def test_mapping_entry_point() -> None:
     c = config_from_mapping({"topics": {"alerts": "a"}}, source="inline")
     assert c.topics.alerts == "a" and c.source == "inline"
+
+
+def test_config_translates_into_policies(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        [evaluation]
+        replay = true
+        [freshness]
+        staleness = "2m"
+        pipeline_lag_p95 = "30s"
+        processing_lag_p95 = "2m"
+        data_lag = "3h"
+        [service]
+        latency_sla_ms = 250.0
+        error_rate_critical = 0.1
+        expected_versions = { fraud = ["7", "8"] }
+        rollout = true
+        [thresholds]
+        psi_warning = 0.15
+        [thresholds.models.fraud]
+        psi_warning = 0.2
+        """,
+    )
+    c = load_config(path, env={})
+    policy = c.evaluation_policy("fraud")
+    assert policy.staleness_s == 120.0
+    assert policy.pipeline_lag_p95_s == 30.0
+    assert policy.processing_lag_p95_s == 120.0  # its own setting, not pipeline_lag_p95's
+    assert policy.data_lag_p95_s == 3 * 3600.0
+    assert policy.skip_wall_clock_lags is True
+    assert policy.thresholds.psi_warning == 0.2
+    assert c.evaluation_policy("eta").thresholds.psi_warning == 0.15
+    service = c.service_policy("fraud")
+    assert service.latency_sla_ms == 250.0 and service.error_rate_critical == 0.1
+    assert service.expected_versions == frozenset({"7", "8"}) and service.rollout is True
+    assert c.service_policy("eta").expected_versions == frozenset()
+
+
+def test_policies_are_cached_per_model_and_config() -> None:
+    c = MonitorConfig()
+    assert c.evaluation_policy("a") is c.evaluation_policy("a")
+    assert c.service_policy("a") is c.service_policy("a")
+    assert c.evaluation_policy("a") == EvaluationPolicy()
+    assert c.service_policy("a") == ServicePolicy()
+    # a changed copy does not share the cache of the original
+    replay = dataclasses.replace(c, evaluation=dataclasses.replace(c.evaluation, replay=True))
+    assert replay.evaluation_policy("a").skip_wall_clock_lags is True
+    assert c.evaluation_policy("a").skip_wall_clock_lags is False
+    assert replay == dataclasses.replace(replay)  # the caches take no part in equality

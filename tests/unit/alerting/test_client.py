@@ -19,7 +19,7 @@ from streamproc.alerting import (
     alerts_endpoint,
 )
 from streamproc.broker.local import free_port
-from streamproc.cli.errors import UsageError
+from streamproc.errors import UsageError
 
 
 class FakeAlertmanager(ThreadingHTTPServer):

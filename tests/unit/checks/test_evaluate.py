@@ -18,8 +18,7 @@ from streamproc.contracts import validate
 from streamproc.core.drift import PREDICTED_LABEL, PREDICTION, compare_features
 from streamproc.core.kinds import FeatureKind
 from streamproc.core.model_profile import ModelProfile
-from streamproc.core.thresholds import Thresholds
-from streamproc.monitor.ops import (
+from streamproc.core.ops import (
     DATA_LAG,
     MISSING_FEATURE,
     PIPELINE_LAG,
@@ -27,6 +26,7 @@ from streamproc.monitor.ops import (
     UNEXPECTED_FEATURE,
     new_ops_profile,
 )
+from streamproc.core.thresholds import Thresholds
 
 T0 = 1_714_557_600_000  # 2024-05-01T10:00:00Z
 WINDOW_MS = 300_000

@@ -280,9 +280,9 @@ def test_pipeline_lag_p95(ref: ModelProfile, scale: float, severity: str | None)
 
 
 def test_data_lag_and_processing_lag(ref: ModelProfile) -> None:
-    ops = ops_profile(19, data_scale=300.0, processing_scale=40.0)
+    ops = ops_profile(19, data_scale=1500.0, processing_scale=40.0)
     res = by_key(evaluate(ref, clean_window(19), ops))
-    assert res[("freshness", "data_lag")].severity == "warning"  # p95 ≈ 900 s > 600 s
+    assert res[("freshness", "data_lag")].severity == "warning"  # p95 ≈ 4500 s > 3600 s
     assert res[("freshness", "processing_lag")].severity == "warning"  # ≈ 120 s > 60 s
     replay = by_key(
         evaluate(ref, clean_window(19), ops, EvaluationPolicy(skip_wall_clock_lags=True))

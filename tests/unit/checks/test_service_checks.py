@@ -17,9 +17,9 @@ from streamproc.checks.service_checks import (
     volume_result,
 )
 from streamproc.contracts import validate
+from streamproc.core import ops
 from streamproc.core.kinds import FeatureKind
 from streamproc.core.model_profile import ModelProfile
-from streamproc.monitor import ops
 
 W = Window("credit", "7", 0, 300_000)
 rng = np.random.default_rng(3)

@@ -7,10 +7,10 @@ import orjson
 import pytest
 
 from streamproc.contracts.prediction import decode_predictions
+from streamproc.core import ops
 from streamproc.core.errors import ProfileFormatError
 from streamproc.core.kinds import FeatureKind
 from streamproc.core.model_profile import ModelProfile
-from streamproc.monitor import ops
 from streamproc.monitor.delta import ProfileDelta
 from streamproc.monitor.state import AggregateState, WindowState
 from streamproc.monitor.window_buffer import BufferedChunk, WindowBuffer, build_delta

@@ -1,0 +1,48 @@
+"""The configuration flags of the sub-commands: CLI flags win over file and environment."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from streamproc.cli.config_args import add_config_arguments, config_from_args
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "monitor.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_cli_flags_win(tmp_path: Path) -> None:
+    path = write(tmp_path, "[kafka]\nbootstrap_servers = 'file:9092'\n[metrics]\nport = 1\n")
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    args = parser.parse_args(
+        [
+            "--config",
+            str(path),
+            "--bootstrap-servers",
+            "cli:9092",
+            "--group-id",
+            "cli",
+            "--metrics-port",
+            "9300",
+            "--replay",
+        ]
+    )
+    c = config_from_args(args, env={"STREAMPROC_KAFKA_BOOTSTRAP_SERVERS": "env:1"})
+    assert (c.kafka.bootstrap_servers, c.kafka.group_id) == ("cli:9092", "cli")
+    assert c.metrics.port == 9300 and c.evaluation.replay is True
+    # flags not given leave file/env values alone
+    c = config_from_args(parser.parse_args(["--config", str(path)]), env={})
+    assert c.kafka.bootstrap_servers == "file:9092" and c.metrics.port == 1
+    assert c.evaluation.replay is False
+
+
+def test_no_flags_no_file_gives_the_defaults() -> None:
+    from streamproc.config import MonitorConfig
+
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    assert config_from_args(parser.parse_args([]), env={}) == MonitorConfig()
