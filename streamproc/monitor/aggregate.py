@@ -9,6 +9,12 @@ partition's state from that topic and resumes from the committed offset, so delt
 are applied exactly once. Alerts go out as soon as they are decided, keyed by
 fingerprint (at-least-once: after a crash, an alert decided after the last
 checkpoint may be sent again with the same ``alert_id``).
+
+The loop is a thin shell: every state transition (apply, evaluate, which records a
+checkpoint writes, mark clean, restore, revoke) is an operation of
+:class:`~streamproc.monitor.store.AggregateStore`; the loop consumes, calls them and
+writes the bytes they return, with clients built by the :class:`KafkaClients` it is
+handed.
 """
 
 from __future__ import annotations
@@ -19,13 +25,12 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import orjson
 from confluent_kafka import (
     OFFSET_BEGINNING,
-    OFFSET_INVALID,
     Consumer,
     KafkaError,
     KafkaException,
@@ -34,14 +39,15 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from streamproc.checks.lifecycle import AlertState
 from streamproc.core.errors import ProfileFormatError
+from streamproc.monitor.clients import KafkaClients
 from streamproc.monitor.delta import ProfileDelta
 from streamproc.monitor.evaluator import Alert, Evaluator
 from streamproc.monitor.lag import report_lag
 from streamproc.monitor.metrics import Metrics
-from streamproc.monitor.state import AggregateState, ModelKey, WindowState
-from streamproc.monitor.txn import requires_abort, retrying
+from streamproc.monitor.state import AggregateState
+from streamproc.monitor.store import AggregateStore
+from streamproc.monitor.txn import commit_or_abort, positions_of
 
 log = logging.getLogger(__name__)
 
@@ -65,32 +71,24 @@ class AggregateSettings:
     """Connection settings (see IngestSettings.kafka); the stage sets its own group id."""
 
 
-def _window_key(model: str, version: str, start_ms: int) -> bytes:
-    return orjson.dumps(["w", model, version, start_ms])
-
-
-def _alert_key(fingerprint: str) -> bytes:
-    return orjson.dumps(["a", fingerprint])
-
-
 class AggregateLoop:
     def __init__(
         self,
         settings: AggregateSettings,
         evaluator: Evaluator,
         metrics: Metrics,
-        on_alert: Any = None,
+        on_alert: Callable[[Alert], None] | None = None,
+        clients: KafkaClients | None = None,
     ) -> None:
         self.settings = settings
-        self.evaluator = evaluator
         self.metrics = metrics
         self.on_alert = on_alert
-        """Optional callable(alert dict), e.g. the demo's console."""
-        self.state = AggregateState(
-            settings.window_ms, settings.allowed_lateness_ms, settings.retention_ms
+        """Optional callable(alert), e.g. the demo's console."""
+        self.clients = clients or KafkaClients()
+        self.store = AggregateStore(
+            AggregateState(settings.window_ms, settings.allowed_lateness_ms, settings.retention_ms),
+            evaluator,
         )
-        self.partition_of: dict[ModelKey, int] = {}
-        self._purged: dict[tuple[str, str, int], int] = {}
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
         self._alerts: Producer | None = None
@@ -98,15 +96,21 @@ class AggregateLoop:
         self.ready = threading.Event()
         self._last_staleness = time.monotonic()
 
+    @property
+    def state(self) -> AggregateState:
+        return self.store.state
+
+    @property
+    def evaluator(self) -> Evaluator:
+        return self.store.evaluator
+
     # ------------------------------------------------------------------ clients
 
-    def _base(self) -> dict[str, Any]:
-        return dict(self.settings.kafka)
-
-    def run(self, stop: threading.Event) -> None:
-        s = self.settings
-        base = self._base()
-        consumer = Consumer(
+    def open(self) -> None:
+        """Build the clients: the profiles consumer, the transactional state producer
+        (with its first transaction open) and the alerts producer."""
+        s, base = self.settings, dict(self.settings.kafka)
+        self._consumer = self.clients.consumer(
             {
                 **base,
                 "group.id": s.group_id,
@@ -117,7 +121,7 @@ class AggregateLoop:
                 "max.partition.fetch.bytes": 32 * 1024 * 1024,
             }
         )
-        producer = Producer(
+        producer = self.clients.producer(
             {
                 **base,
                 "transactional.id": self._txn_id,
@@ -127,10 +131,24 @@ class AggregateLoop:
             }
         )
         producer.init_transactions(30)
-        alerts = Producer({**base, "enable.idempotence": True, "linger.ms": 0})
-        self._consumer, self._producer, self._alerts = consumer, producer, alerts
-        consumer.subscribe([s.profiles_topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
         producer.begin_transaction()
+        self._producer = producer
+        self._alerts = self.clients.producer({**base, "enable.idempotence": True, "linger.ms": 0})
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+        for producer in (self._alerts, self._producer):
+            if producer is not None:
+                producer.flush(10)
+        self._consumer = self._producer = self._alerts = None
+
+    def run(self, stop: threading.Event) -> None:
+        s = self.settings
+        self.open()
+        consumer = self._consumer
+        assert consumer is not None
+        consumer.subscribe([s.profiles_topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
         last_eval = last_ckpt = time.monotonic()
         try:
             while not stop.is_set():
@@ -145,19 +163,14 @@ class AggregateLoop:
                     # A timer, not data: checked often so the alert lands close to the
                     # threshold (two breaching checks fire it, ~2 × 0.25 s after).
                     self._last_staleness = now
-                    self.publish(
-                        self.evaluator.evaluate_staleness(self.state, int(time.time() * 1000))
-                    )
+                    self.publish(self.store.staleness(_wall_ms()))
                 if now - last_ckpt >= s.checkpoint_interval_s:
                     last_ckpt = now
                     self.checkpoint()
             self.evaluate()
             self.checkpoint()
         finally:
-            consumer.close()
-            alerts.flush(10)
-            producer.flush(10)
-            self._consumer = self._producer = self._alerts = None
+            self.close()
 
     # ------------------------------------------------------------------ deltas
 
@@ -173,9 +186,7 @@ class AggregateLoop:
             log.error("skipping unreadable profile delta at offset %s: %s", msg.offset(), exc)
             self.metrics.deadletter_total.labels("bad_profile_delta").inc()
             return
-        mkey = (delta.model, delta.model_version)
-        self.partition_of[mkey] = msg.partition() or 0
-        if self.state.apply(delta, arrival_ms=int(time.time() * 1000)):
+        if self.store.apply(delta, msg.partition() or 0, _wall_ms()):
             self.metrics.deltas_applied_total.inc()
         else:
             self.metrics.deltas_duplicate_total.inc()
@@ -183,17 +194,8 @@ class AggregateLoop:
     # ------------------------------------------------------------------ evaluation
 
     def evaluate(self) -> list[Alert]:
-        alerts: list[Alert] = []
-        changed = set(self.state.changed_models)
-        self.state.changed_models.clear()
-        for mkey in changed:
-            alerts += self.evaluator.evaluate_model(self.state, mkey)
-        alerts += self.evaluator.evaluate_staleness(self.state, int(time.time() * 1000))
+        alerts = self.store.evaluate(_wall_ms())
         self._last_staleness = time.monotonic()
-        for key in self.state.purge():
-            part = self.partition_of.get((key[0], key[1]))
-            if part is not None:
-                self._purged[key] = part
         self.publish(alerts)
         return alerts
 
@@ -213,65 +215,25 @@ class AggregateLoop:
 
     # ------------------------------------------------------------------ checkpoints
 
-    def checkpoint(self, only: set[int] | None = None) -> None:
-        """Write dirty windows, purges and changed alert states with the consumed offsets,
-        in one transaction. ``only`` limits it to some profiles partitions (revocation)."""
+    def checkpoint(self, only: set[int] | None = None) -> bool:
+        """Write what the store says a checkpoint holds, with the consumed offsets, in one
+        transaction; ``only`` limits it to some profiles partitions (revocation). False
+        when the transaction was aborted (nothing is marked clean: it is written again)."""
         consumer, producer = self._consumer, self._producer
         if consumer is None or producer is None:
-            return
-        topic = self.settings.state_topic
-        written: list[tuple[str, str, int]] = []
-        purged: list[tuple[str, str, int]] = []
-        alerts: list[str] = []
-        try:
-            for key in list(self.state.dirty):
-                window = self.state.windows.get(key)
-                part = self.partition_of.get((key[0], key[1]))
-                if window is None or part is None or (only is not None and part not in only):
-                    continue
-                producer.produce(
-                    topic, key=_window_key(*key), value=window.to_bytes(), partition=part
-                )
-                written.append(key)
-            for key, part in list(self._purged.items()):
-                if only is None or part in only:
-                    producer.produce(topic, key=_window_key(*key), value=None, partition=part)
-                    purged.append(key)
-            ev = self.evaluator
-            for fp in list(ev.changed_alerts):
-                owner = ev.owner.get(fp)
-                part = self.partition_of.get(owner) if owner else None
-                st = ev.alert_states.get(fp)
-                if st is None or part is None or (only is not None and part not in only):
-                    continue
-                producer.produce(
-                    topic, key=_alert_key(fp), value=orjson.dumps(st.to_dict()), partition=part
-                )
-                alerts.append(fp)
-            positions = [
-                tp
-                for tp in consumer.position(consumer.assignment())
-                if tp.offset != OFFSET_INVALID and (only is None or tp.partition in only)
-            ]
-            if positions:
-                group = consumer.consumer_group_metadata()
-                retrying(
-                    lambda: producer.send_offsets_to_transaction(positions, group, 30),
-                    "send offsets",
-                )
-            retrying(lambda: producer.commit_transaction(60), "commit transaction")
-        except KafkaException as exc:
-            if not requires_abort(exc):
-                raise
-            # Nothing was marked clean: the next checkpoint writes it all again.
-            log.warning("checkpoint aborted (%s); the next one retries", exc.args[0])
-            producer.abort_transaction(30)
-        else:
-            self.state.dirty.difference_update(written)
-            for key in purged:
-                self._purged.pop(key, None)
-            self.evaluator.changed_alerts.difference_update(alerts)
-        producer.begin_transaction()
+            return False
+        plan = self.store.checkpoint(only)
+        for record in plan.records:
+            producer.produce(
+                self.settings.state_topic,
+                key=record.key,
+                value=record.value,
+                partition=record.partition,
+            )
+        if not commit_or_abort(producer, consumer, positions_of(consumer, only)):
+            return False
+        self.store.committed(plan)
+        return True
 
     # ------------------------------------------------------------------ rebalances
 
@@ -285,24 +247,24 @@ class AggregateLoop:
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         parts = {tp.partition for tp in partitions}
         self.checkpoint(only=parts)
-        gone = {m for m, p in self.partition_of.items() if p in parts}
-        for key in [k for k in self.state.windows if (k[0], k[1]) in gone]:
-            del self.state.windows[key]
-            self.state.dirty.discard(key)
-        for m in gone:
-            self.state.clocks.pop(m, None)
-            self.state.recent.pop(m, None)
-            self.state.changed_models.discard(m)
-            self.partition_of.pop(m, None)
-        self.evaluator.drop_models(gone)
+        self.store.revoke(parts)
 
     def restore(self, partitions: list[int]) -> int:
-        """Load the checkpointed windows and alert states of ``partitions``."""
+        """Load the checkpointed windows and alert states of ``partitions``; returns the
+        number of distinct state records read."""
         if not partitions:
             return 0
-        reader = Consumer(
+        latest = self._read_state(partitions)
+        for key, (part, value) in latest.items():
+            self.store.restore_record(part, key, value)
+        return len(latest)
+
+    def _read_state(self, partitions: list[int]) -> dict[bytes, tuple[int, bytes | None]]:
+        """The latest (partition, value) of every key in the state topic's ``partitions``."""
+        topic = self.settings.state_topic
+        reader = self.clients.consumer(
             {
-                **self._base(),
+                **self.settings.kafka,
                 "group.id": f"{self.settings.group_id}-restore-{uuid.uuid4().hex[:8]}",
                 "enable.auto.commit": False,
                 "isolation.level": "read_committed",
@@ -313,14 +275,12 @@ class AggregateLoop:
         try:
             ends = {}
             for p in partitions:
-                lo, hi = _watermarks(reader, TopicPartition(self.settings.state_topic, p))
+                lo, hi = _watermarks(reader, TopicPartition(topic, p))
                 if hi > lo:
                     ends[p] = hi
             if not ends:
-                return 0
-            reader.assign(
-                [TopicPartition(self.settings.state_topic, p, OFFSET_BEGINNING) for p in ends]
-            )
+                return latest
+            reader.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
             done: set[int] = set()
             deadline = time.monotonic() + 120
             while len(done) < len(ends) and time.monotonic() < deadline:
@@ -334,24 +294,16 @@ class AggregateLoop:
                 # transaction markers occupy offsets: stop at the end of each partition
                 for p in ends:
                     if p not in done:
-                        pos = reader.position([TopicPartition(self.settings.state_topic, p)])
+                        pos = reader.position([TopicPartition(topic, p)])
                         if pos and pos[0].offset >= ends[p]:
                             done.add(p)
         finally:
             reader.close()
-        for key, (part, value) in latest.items():
-            if value is None:
-                continue
-            kind = orjson.loads(key)[0]
-            if kind == "w":
-                window = WindowState.from_bytes(value)
-                self.state.restore(window)
-                self.partition_of[(window.model, window.model_version)] = part
-            elif kind == "a":
-                st = AlertState.from_dict(orjson.loads(value))
-                self.evaluator.alert_states[st.fingerprint] = st
-                self.evaluator.owner[st.fingerprint] = (st.model, st.model_version)
-        return len(latest)
+        return latest
+
+
+def _wall_ms() -> int:
+    return int(time.time() * 1000)
 
 
 def _watermarks(consumer: Consumer, tp: TopicPartition, timeout_s: float = 60) -> tuple[int, int]:

@@ -14,17 +14,19 @@ model's data is historical (replay).
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from streamproc.checks.alerts import AlertMessage
 from streamproc.checks.context import Window
 from streamproc.checks.evaluate import evaluate_window
 from streamproc.checks.freshness_checks import evaluate_staleness
 from streamproc.checks.lifecycle import AlertState, LifecyclePolicy, step
 from streamproc.checks.policy import EvaluationPolicy
-from streamproc.checks.result import CheckResult
+from streamproc.checks.result import CARDINALITY, CheckResult
 from streamproc.checks.service_checks import (
     ServicePolicy,
     latency_result,
@@ -34,14 +36,20 @@ from streamproc.checks.service_checks import (
     volume_result,
 )
 from streamproc.core.model_profile import ModelProfile
+from streamproc.core.ops import DATA_LAG, ERROR, FALLBACK, PIPELINE_LAG, PROCESSING_LAG
 from streamproc.monitor.metrics import Metrics
-from streamproc.monitor.ops import DATA_LAG, ERROR, FALLBACK, PIPELINE_LAG, PROCESSING_LAG
+from streamproc.monitor.model_gauges import (
+    CLOCK_GROUP,
+    VERSIONS_GROUP,
+    WINDOW_GROUP,
+    SeriesBuilder,
+)
 from streamproc.monitor.references import ReferenceSet
 from streamproc.monitor.state import AggregateState, ModelKey, WindowState
 
 log = logging.getLogger(__name__)
 
-Alert = dict[str, Any]
+Alert = AlertMessage
 
 
 @dataclass
@@ -126,7 +134,6 @@ class Evaluator:
                 results += window_results
             results += self._versions(state, mkey[0])
         self.metrics.evaluation_seconds.observe(time.perf_counter() - began)
-        self.metrics.replaying.labels(mkey[0]).set(1 if replaying else 0)
         return self._advance(results, now_ms=newest)
 
     def _service(
@@ -167,8 +174,10 @@ class Evaluator:
         newest = max(c.newest_event_ms for c in clocks.values())
         recent = 2 * state.window_ms
         serving = sorted(v for v, c in clocks.items() if c.newest_event_ms >= newest - recent)
+        gauges = SeriesBuilder()
         for version in serving:
-            self.metrics.model_versions.labels(model, version).set(1)
+            gauges.set("model_version_serving", (model, version), 1)
+        self.metrics.model_gauges.replace(ModelKey(model, ""), VERSIONS_GROUP, gauges.series)
         return version_results(
             model,
             serving,
@@ -183,8 +192,11 @@ class Evaluator:
             policy = self.policy_for(mkey[0])
             age_s = max(0.0, (wall_ms - clock.newest_event_ms) / 1000)
             replaying = self.replaying(state, mkey)
+            gauges = SeriesBuilder()
+            gauges.set("replaying", (mkey[0],), 1 if replaying else 0)
             if not replaying:
-                self.metrics.staleness_seconds.labels(mkey[0]).set(age_s)
+                gauges.set("staleness_seconds", (mkey[0],), age_s)
+            self.metrics.model_gauges.replace(mkey, CLOCK_GROUP, gauges.series)
             result = evaluate_staleness(
                 mkey[0],
                 mkey[1],
@@ -205,10 +217,10 @@ class Evaluator:
             after, message = step(before, result, now_ms, self.lifecycle)
             if after != before:
                 self.alert_states[fp] = after
-                self.owner[fp] = (result.model, result.model_version)
+                self.owner[fp] = ModelKey(result.model, result.model_version)
                 self.changed_alerts.add(fp)
             if message is not None:
-                alerts.append(dict(message))
+                alerts.append(message)
                 self.metrics.alerts_emitted_total.labels(message["status"]).inc()
         if alerts:
             self._export_firing()
@@ -217,35 +229,39 @@ class Evaluator:
     def _export(
         self, mkey: ModelKey, results: list[CheckResult], profile: ModelProfile, ops: ModelProfile
     ) -> None:
-        """Gauges of the open window: size, null rates, drift statistics, lag quantiles."""
-        model, m = mkey[0], self.metrics
-        m.window_events.labels(model, mkey[1]).set(profile.row_count)
+        """The open window's gauges — size, null rates, drift statistics, unseen-category
+        shares, latency, error and fallback rates, lag quantiles — replacing the last set."""
+        model = mkey[0]
+        g = SeriesBuilder()
+        g.set("window_events", mkey, profile.row_count)
         for name, feature in profile.features.items():
             if feature.count:
-                m.null_rate.labels(model, name).set(feature.null_rate)
+                g.set("null_rate_ratio", (model, name), feature.null_rate)
         for r in results:
-            if r.feature is None or r.check not in _EXPORTED:
+            if r.feature is None:
                 continue
-            m.drift_value.labels(model, r.feature, r.statistic).set(r.value)
-            if r.statistic == "new_category_share":
-                m.unseen_category_share.labels(model, r.feature).set(r.value)
+            if r.check in _DRIFT_CHECKS:
+                for statistic, value in _drift_statistics(r).items():
+                    g.set("drift_value", (model, r.feature, statistic), value)
+            elif r.check == CARDINALITY and r.statistic == "new_category_share":
+                g.set("unseen_category_share_ratio", (model, r.feature), r.value)
         if profile.latency_ms is not None and profile.latency_ms.valid_count:
             for q, value in zip(
                 _LAG_QUANTILES, profile.latency_ms.quantiles(_LAG_QUANTILES), strict=True
             ):
-                m.latency_ms.labels(model, f"{q:g}").set(float(value))
-        for name, gauge in ((ERROR, m.error_rate), (FALLBACK, m.fallback_rate)):
+                g.set("latency_ms", (model, f"{q:g}"), float(value))
+        for name, gauge in ((ERROR, "error_rate_ratio"), (FALLBACK, "fallback_rate_ratio")):
             flag = ops.features.get(name)
             if flag is not None and flag.valid_count:
-                gauge.labels(model).set(
-                    dict(flag.top_categories(2)).get("true", 0) / flag.valid_count
-                )
+                share = dict(flag.top_categories(2)).get("true", 0) / flag.valid_count
+                g.set(gauge, (model,), share)
         for lag in (PIPELINE_LAG, PROCESSING_LAG, DATA_LAG):
             sketch = ops.features.get(lag)
             if sketch is None or sketch.valid_count == 0:
                 continue
             for q, value in zip(_LAG_QUANTILES, sketch.quantiles(_LAG_QUANTILES), strict=True):
-                m.event_lag_seconds.labels(model, lag, f"{q:g}").set(float(value))
+                g.set("event_lag_seconds", (model, lag, f"{q:g}"), float(value))
+        self.metrics.model_gauges.replace(mkey, WINDOW_GROUP, g.series)
 
     def _export_firing(self) -> None:
         counts: dict[tuple[str, str, str], int] = {}
@@ -257,16 +273,55 @@ class Evaluator:
         for (model, check, severity), n in counts.items():
             self.metrics.alerts_firing.labels(model, check, severity).set(n)
 
+    # ----------------------------------------------------------------- alert states
+
+    def changed_alert_states(self) -> list[tuple[str, ModelKey, AlertState]]:
+        """(fingerprint, owning model version, state) of every alert state changed since
+        it was last marked clean, in fingerprint order."""
+        out = []
+        for fp in sorted(self.changed_alerts):
+            st, owner = self.alert_states.get(fp), self.owner.get(fp)
+            if st is not None and owner is not None:
+                out.append((fp, owner, st))
+        return out
+
+    def mark_alerts_clean(self, fingerprints: list[str]) -> None:
+        """Alert states whose checkpoint committed."""
+        self.changed_alerts.difference_update(fingerprints)
+
+    def restore_alert(self, st: AlertState) -> None:
+        """Load a checkpointed alert state (after a restart or a rebalance)."""
+        self.alert_states[st.fingerprint] = st
+        self.owner[st.fingerprint] = ModelKey(st.model, st.model_version)
+
     def drop_models(self, models: set[ModelKey]) -> None:
-        """Forget the alert states of models another worker now owns."""
+        """Forget the alert states and gauges of models another worker now owns."""
         for fp, owner in list(self.owner.items()):
             if owner in models:
                 self.owner.pop(fp, None)
                 self.alert_states.pop(fp, None)
                 self.changed_alerts.discard(fp)
+        self.metrics.model_gauges.drop(models)
+        self._export_firing()
 
 
-_EXPORTED = frozenset({"feature_drift", "prediction_drift", "completeness", "cardinality"})
+_DRIFT_CHECKS = frozenset({"feature_drift", "prediction_drift"})
+_DRIFT_STATISTICS = ("psi", "js", "ks", "wasserstein")
+"""Exported to ``drift_value`` on every evaluation that computed them."""
+
+
+def _drift_statistics(result: CheckResult) -> dict[str, float]:
+    """Every distance statistic a drift result computed (its evidence carries them all),
+    so each series is refreshed whichever statistic the result reports."""
+    computed: dict[str, Any] = {}
+    evidence = result.evidence if isinstance(result.evidence, list) else [result.evidence]
+    for item in evidence:
+        if isinstance(item, dict) and isinstance(item.get("statistics"), dict):
+            computed = item["statistics"]
+    out = {k: float(v) for k in _DRIFT_STATISTICS if isinstance(v := computed.get(k), int | float)}
+    if result.statistic in _DRIFT_STATISTICS and math.isfinite(result.value):
+        out.setdefault(result.statistic, result.value)
+    return {k: v for k, v in out.items() if math.isfinite(v)}
 
 
 _LAG_QUANTILES = (0.5, 0.95, 0.99)

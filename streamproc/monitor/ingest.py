@@ -24,22 +24,21 @@ from typing import Any
 
 import numpy as np
 from confluent_kafka import (
-    OFFSET_INVALID,
     Consumer,
     KafkaError,
-    KafkaException,
     Message,
     Producer,
     TopicPartition,
 )
 
-from streamproc.contracts.fast_decode import fast_decode
+from streamproc.contracts.fast_decode import FastPathDeclined, fast_decode
 from streamproc.contracts.framing import deadletter_headers
 from streamproc.contracts.prediction import decode_predictions
+from streamproc.monitor.clients import KafkaClients
 from streamproc.monitor.lag import report_lag
 from streamproc.monitor.metrics import Metrics
 from streamproc.monitor.references import ReferenceSet
-from streamproc.monitor.txn import requires_abort, retrying
+from streamproc.monitor.txn import abort, commit_or_abort, positions_of
 from streamproc.monitor.window_buffer import BufferedChunk, WindowBuffer, build_delta
 
 log = logging.getLogger(__name__)
@@ -67,7 +66,7 @@ class IngestSettings:
     window_ms: int
     allowed_lateness_ms: int
     max_message_bytes: int = 1 << 20
-    flush_interval_s: float = 1.0
+    flush_interval_s: float = 0.5
     batch_size: int = 10_000
     kafka: dict[str, str] = field(default_factory=dict)
     """Connection settings: bootstrap.servers and pass-through (security, SASL, SSL, ...);
@@ -77,8 +76,15 @@ class IngestSettings:
 class IngestLoop:
     """Consume → decode → buffer per window → (every flush interval) publish + commit."""
 
-    def __init__(self, settings: IngestSettings, references: ReferenceSet, metrics: Metrics):
+    def __init__(
+        self,
+        settings: IngestSettings,
+        references: ReferenceSet,
+        metrics: Metrics,
+        clients: KafkaClients | None = None,
+    ) -> None:
         self.settings = settings
+        self.clients = clients or KafkaClients()
         self.references = references
         self.metrics = metrics
         self.producer_id = f"ingest-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -94,10 +100,11 @@ class IngestLoop:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def _clients(self) -> tuple[Consumer, Producer]:
+    def open(self) -> None:
+        """Build the consumer and the transactional producer (first transaction open)."""
         s = self.settings
         base = s.kafka
-        consumer = Consumer(
+        consumer = self.clients.consumer(
             {
                 **CONSUMER_DEFAULTS,
                 **base,  # the operator's settings win over the tuning defaults ...
@@ -109,7 +116,7 @@ class IngestLoop:
                 "partition.assignment.strategy": "cooperative-sticky",
             }
         )
-        producer = Producer(
+        producer = self.clients.producer(
             {
                 "linger.ms": 20,
                 "compression.type": "lz4",
@@ -119,19 +126,27 @@ class IngestLoop:
             }
         )
         producer.init_transactions(30)
-        return consumer, producer
+        producer.begin_transaction()
+        self._consumer, self._producer = consumer, producer
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+        if self._producer is not None:
+            self._producer.flush(10)
+        self._consumer = self._producer = None
 
     def run(self, stop: threading.Event) -> None:
         """Run until ``stop`` is set; flushes and commits what it holds before returning."""
-        consumer, producer = self._clients()
-        self._consumer, self._producer = consumer, producer
+        self.open()
+        consumer = self._consumer
+        assert consumer is not None
         consumer.subscribe(
             [self.settings.predictions_topic],
             on_assign=self._on_assign,
             on_revoke=self._on_revoke,
             on_lost=self._on_lost,
         )
-        producer.begin_transaction()
         try:
             while not stop.is_set():
                 messages = consumer.consume(num_messages=self.settings.batch_size, timeout=0.1)
@@ -142,9 +157,7 @@ class IngestLoop:
                     report_lag(consumer, "ingest", self.metrics.consumer_lag)
             self.flush()
         finally:
-            consumer.close()
-            producer.flush(10)
-            self._consumer = self._producer = None
+            self.close()
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("ingest assigned %s", [p.partition for p in partitions])
@@ -159,7 +172,9 @@ class IngestLoop:
         log.warning(
             "ingest lost %s: dropping uncommitted buffers", [p.partition for p in partitions]
         )
-        self._abort()
+        if self._producer is not None:
+            abort(self._producer)
+        self._rewind()
 
     # ------------------------------------------------------------------ hot path
 
@@ -184,12 +199,15 @@ class IngestLoop:
             kinds_for=self._feature_kinds,
             max_message_bytes=s.max_message_bytes,
             window_ms=s.window_ms,
-        ) or decode_predictions(
-            values,
-            known_models=self.references.is_known,
-            max_message_bytes=s.max_message_bytes,
-            window_ms=s.window_ms,
         )
+        if isinstance(result, FastPathDeclined):
+            self.metrics.fast_path_declined_total.labels(result.reason).inc()
+            result = decode_predictions(
+                values,
+                known_models=self.references.is_known,
+                max_message_bytes=s.max_message_bytes,
+                window_ms=s.window_ms,
+            )
         for reject in result.rejects:
             self._dead_letter(good[reject.position], reject.reason, reject.detail)
             if reject.reason == "unknown_model":
@@ -293,62 +311,40 @@ class IngestLoop:
         consumer, producer = self._consumer, self._producer
         if consumer is None or producer is None:
             return
-        positions = [
-            tp for tp in consumer.position(consumer.assignment()) if tp.offset != OFFSET_INVALID
-        ]
+        positions = positions_of(consumer)
         if not self._buffers and not self._pending_rejects and not positions:
             return
         began = time.perf_counter()
         s = self.settings
-        try:
-            for buf in self._buffers.values():
-                reference = self.references.get(buf.model, buf.model_version)
-                assert reference is not None  # unknown models never reach a buffer
-                delta = build_delta(
-                    buf, reference, topic=s.predictions_topic, producer_id=self.producer_id
-                )
-                self._produce(s.profiles_topic, buf.model.encode(), delta.to_bytes())
-                self.metrics.deltas_published_total.inc()
-            if positions:
-                group = consumer.consumer_group_metadata()
-                retrying(
-                    lambda: producer.send_offsets_to_transaction(positions, group, 30),
-                    "send offsets",
-                )
-            retrying(lambda: producer.commit_transaction(60), "commit transaction")
-        except KafkaException as exc:
-            self._handle_txn_error(exc)
+        for buf in self._buffers.values():
+            reference = self.references.get(buf.model, buf.model_version)
+            assert reference is not None  # unknown models never reach a buffer
+            delta = build_delta(
+                buf, reference, topic=s.predictions_topic, producer_id=self.producer_id
+            )
+            self._produce(s.profiles_topic, buf.model.encode(), delta.to_bytes())
+            self.metrics.deltas_published_total.inc()
+        if not commit_or_abort(producer, consumer, positions):
+            self._rewind()
             return
         self._buffers.clear()
         self._pending_rejects = 0
-        producer.begin_transaction()
         self.metrics.ingest_flush_seconds.observe(time.perf_counter() - began)
 
-    def _handle_txn_error(self, exc: KafkaException) -> None:
-        if requires_abort(exc):
-            log.warning("transaction aborted (%s); re-reading from the last commit", exc.args[0])
-            self._abort()
-            return
-        raise exc
-
-    def _abort(self) -> None:
-        """Drop uncommitted work and rewind to the committed offsets."""
-        consumer, producer = self._consumer, self._producer
+    def _rewind(self) -> None:
+        """Drop uncommitted work and seek back to the committed offsets (its transaction
+        was aborted: everything since the last commit is read again)."""
         self._buffers.clear()
         self._pending_rejects = 0
         self._newest_ms.clear()
-        if producer is None or consumer is None:
+        consumer = self._consumer
+        if consumer is None:
             return
-        try:
-            producer.abort_transaction(30)
-        except KafkaException as exc:
-            log.warning("abort_transaction: %s", exc)
         assignment = consumer.assignment()
         if assignment:
             for tp in consumer.committed(assignment, timeout=30):
                 offset = tp.offset if tp.offset >= 0 else 0
                 consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
-        producer.begin_transaction()
 
 
 def _bytes_headers(headers: Any) -> list[tuple[str, bytes | None]]:

@@ -23,8 +23,24 @@ from streamproc.monitor.delta import ProfileDelta
 RECENT_MS = 5_000
 """Event time covered by the "recent" profile that provisional verdicts judge."""
 
-ModelKey = tuple[str, str]
-WindowKey = tuple[str, str, int]
+
+class ModelKey(NamedTuple):
+    """One model version: the unit that owns windows, clocks and alert states."""
+
+    model: str
+    model_version: str
+
+
+class WindowKey(NamedTuple):
+    """One event-time window of a model version (``start_ms``: epoch ms, inclusive)."""
+
+    model: str
+    model_version: str
+    start_ms: int
+
+    @property
+    def model_key(self) -> ModelKey:
+        return ModelKey(self.model, self.model_version)
 
 
 @dataclass
@@ -44,7 +60,11 @@ class WindowState:
 
     @property
     def key(self) -> WindowKey:
-        return (self.model, self.model_version, self.start_ms)
+        return WindowKey(self.model, self.model_version, self.start_ms)
+
+    @property
+    def model_key(self) -> ModelKey:
+        return ModelKey(self.model, self.model_version)
 
     def to_bytes(self) -> bytes:
         profile, ops = self.profile.to_bytes(), self.ops.to_bytes()
@@ -119,19 +139,17 @@ class AggregateState:
         self.clocks: dict[ModelKey, ModelClock] = {}
         self.dirty: set[WindowKey] = set()
         self.changed_models: set[ModelKey] = set()
-        self.too_late = 0
-        """Deltas dropped because their window had already left retention."""
+        """Model versions that received data since the last :meth:`take_changed`."""
 
     # ----------------------------------------------------------------- updates
 
     def apply(self, delta: ProfileDelta, arrival_ms: int) -> bool:
         """Merge ``delta`` into its window; False if it was already applied (or too old)."""
-        mkey = (delta.model, delta.model_version)
+        mkey = ModelKey(delta.model, delta.model_version)
         clock = self.clocks.setdefault(mkey, ModelClock())
         if delta.window_end_ms <= clock.newest_event_ms - self.retention_ms:
-            self.too_late += 1
             return False
-        wkey = (delta.model, delta.model_version, delta.window_start_ms)
+        wkey = WindowKey(delta.model, delta.model_version, delta.window_start_ms)
         window = self.windows.get(wkey)
         sources = [(f"{delta.topic}:{p}", last) for p, _first, last in delta.ranges]
         if (
@@ -174,11 +192,30 @@ class AggregateState:
     def restore(self, window: WindowState) -> None:
         """Load a checkpointed window (after a restart or a rebalance)."""
         self.windows[window.key] = window
-        mkey = (window.model, window.model_version)
-        clock = self.clocks.setdefault(mkey, ModelClock())
+        clock = self.clocks.setdefault(window.model_key, ModelClock())
         newest = window.profile.event_time_max
         if newest is not None:
             clock.newest_event_ms = max(clock.newest_event_ms, int(newest * 1000))
+
+    def take_changed(self) -> set[ModelKey]:
+        """The model versions that received data since the last call (and forget them)."""
+        changed, self.changed_models = self.changed_models, set()
+        return changed
+
+    def mark_clean(self, keys: list[WindowKey]) -> None:
+        """Windows whose checkpoint committed: not written again until they change."""
+        self.dirty.difference_update(keys)
+
+    def drop_models(self, models: set[ModelKey]) -> None:
+        """Forget every window, clock and recent delta of ``models`` (another worker owns
+        them after a rebalance)."""
+        for key in [k for k in self.windows if k.model_key in models]:
+            del self.windows[key]
+            self.dirty.discard(key)
+        for mkey in models:
+            self.clocks.pop(mkey, None)
+            self.recent.pop(mkey, None)
+            self.changed_models.discard(mkey)
 
     # ----------------------------------------------------------------- queries
 
@@ -189,7 +226,7 @@ class AggregateState:
     def model_windows(self, mkey: ModelKey) -> list[WindowState]:
         """The model version's windows, oldest first."""
         return sorted(
-            (w for w in self.windows.values() if (w.model, w.model_version) == mkey),
+            (w for w in self.windows.values() if w.model_key == mkey),
             key=lambda w: w.start_ms,
         )
 
@@ -241,7 +278,7 @@ class AggregateState:
         """Drop windows older than the retention horizon (by event time)."""
         gone = []
         for key, w in list(self.windows.items()):
-            clock = self.clocks.get((w.model, w.model_version))
+            clock = self.clocks.get(w.model_key)
             if clock and w.end_ms <= clock.newest_event_ms - self.retention_ms:
                 del self.windows[key]
                 self.dirty.discard(key)

@@ -16,9 +16,9 @@ import numpy as np
 import pyarrow as pa
 
 from streamproc.contracts.prediction import PredictionBatch, typed_columns
+from streamproc.core import ops
 from streamproc.core.feature_profile import WINDOW_K
 from streamproc.core.model_profile import ModelProfile
-from streamproc.monitor import ops
 from streamproc.monitor.delta import ProfileDelta
 
 
@@ -124,7 +124,6 @@ def build_delta(
     *,
     topic: str,
     producer_id: str,
-    counts: dict[str, int] | None = None,
 ) -> ProfileDelta:
     """Sketch a buffer's rows into a delta with the reference's feature kinds."""
     chunks = buf.chunks
@@ -137,8 +136,7 @@ def build_delta(
         label_kind=reference.label_kind,
         metadata={"role": "window"},
         bin_edges=reference.psi_edges(),  # exact PSI bin counts; memoized on the reference
-    )
-    profile.metadata.pop("created_at", None)  # deltas must merge and compare by content
+    )  # no created_at: deltas must merge and compare by content
     expected = list(reference.features)
     columns, missing, unexpected = _concat_features(chunks, expected)
 
@@ -163,7 +161,6 @@ def build_delta(
     received_s = cat([np.full(c.batch.n, c.received_s) for c in chunks])
     as_of = cat([c.batch.features_as_of for c in chunks])
     ops_profile = ops.new_ops_profile(buf.model, buf.model_version)
-    ops_profile.metadata.pop("created_at", None)
     ops_profile.update_columns(
         {
             ops.PIPELINE_LAG: append_s - timestamps,
@@ -188,5 +185,4 @@ def build_delta(
         producer_id=producer_id,
         profile=profile,
         ops=ops_profile,
-        counts=dict(counts or {}),
     )

@@ -17,12 +17,11 @@ from typing import Any
 from confluent_kafka.admin import AdminClient
 from prometheus_client import start_http_server
 
-from streamproc.checks.policy import EvaluationPolicy
-from streamproc.checks.service_checks import ServicePolicy
+from streamproc.checks.alerts import AlertMessage
 from streamproc.config import MonitorConfig
-from streamproc.core.thresholds import DEFAULT_THRESHOLDS
 from streamproc.monitor import metrics as metrics_module
 from streamproc.monitor.aggregate import AggregateLoop, AggregateSettings
+from streamproc.monitor.clients import KafkaClients
 from streamproc.monitor.evaluator import Evaluator
 from streamproc.monitor.ingest import IngestLoop, IngestSettings
 from streamproc.monitor.references import ReferenceSet
@@ -35,48 +34,6 @@ def state_topic_name(profiles_topic: str) -> str:
     return f"{profiles_topic}-state"
 
 
-def policy_factory(config: MonitorConfig) -> Callable[[str], EvaluationPolicy]:
-    """Evaluation policy per model: the threshold table with the config's overrides."""
-    cache: dict[str, EvaluationPolicy] = {}
-    fresh = config.freshness
-
-    def policy_for(model: str) -> EvaluationPolicy:
-        if model not in cache:
-            cache[model] = EvaluationPolicy(
-                thresholds=DEFAULT_THRESHOLDS.with_overrides(
-                    config.thresholds.overrides_for(model)
-                ),
-                staleness_s=fresh.staleness_ms / 1000,
-                pipeline_lag_p95_s=fresh.pipeline_lag_p95_ms / 1000,
-                processing_lag_p95_s=fresh.pipeline_lag_p95_ms / 1000,
-                data_lag_p95_s=fresh.data_lag_ms / 1000,
-                skip_wall_clock_lags=config.evaluation.replay,
-            )
-        return cache[model]
-
-    return policy_for
-
-
-def service_factory(config: MonitorConfig) -> Callable[[str], ServicePolicy]:
-    """Model-service health policy per model from the [service] section."""
-    svc = config.service
-
-    def service_for(model: str) -> ServicePolicy:
-        return ServicePolicy(
-            latency_sla_ms=svc.latency_sla_ms or None,
-            error_rate_warning=svc.error_rate_warning,
-            error_rate_critical=svc.error_rate_critical,
-            fallback_rate_warning=svc.fallback_rate_warning,
-            fallback_rate_critical=svc.fallback_rate_critical,
-            volume_change_warning=svc.volume_change_warning,
-            volume_change_critical=svc.volume_change_critical,
-            expected_versions=frozenset(svc.expected_versions.get(model, ())),
-            rollout=svc.rollout,
-        )
-
-    return service_for
-
-
 @dataclass
 class Worker:
     config: MonitorConfig
@@ -85,9 +42,11 @@ class Worker:
     """Ingest flush (sketch, publish, commit) period: half of the alert latency floor."""
     checkpoint_interval_s: float = 5.0
     serve_metrics: bool = True
-    on_alert: Callable[[dict[str, Any]], None] | None = None
+    on_alert: Callable[[AlertMessage], None] | None = None
     metrics: metrics_module.Metrics = field(default_factory=metrics_module.create)
     errors: list[BaseException] = field(default_factory=list)
+    clients: KafkaClients = field(default_factory=KafkaClients)
+    """How both stages build their Kafka clients (confluent-kafka's, unless a test says)."""
 
     def __post_init__(self) -> None:
         c = self.config
@@ -107,11 +66,12 @@ class Worker:
             ),
             self.references,
             self.metrics,
+            clients=self.clients,
         )
         evaluator = Evaluator(
             references=self.references,
-            policy_for=policy_factory(c),
-            service_for=service_factory(c),
+            policy_for=c.evaluation_policy,
+            service_for=c.service_policy,
             lifecycle=c.lifecycle_policy(),
             horizon_ms=c.windows.rolling_horizon_ms,
             metrics=self.metrics,
@@ -133,6 +93,7 @@ class Worker:
             evaluator,
             self.metrics,
             on_alert=self.on_alert,
+            clients=self.clients,
         )
 
     def create_topics(self) -> list[str]:

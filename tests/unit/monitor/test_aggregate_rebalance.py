@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from confluent_kafka import TopicPartition
 
@@ -10,6 +12,7 @@ from streamproc.checks.policy import EvaluationPolicy
 from streamproc.contracts.prediction import decode_predictions
 from streamproc.core.model_profile import ModelProfile
 from streamproc.monitor.aggregate import AggregateLoop, AggregateSettings
+from streamproc.monitor.clients import KafkaClients
 from streamproc.monitor.evaluator import Evaluator
 from streamproc.monitor.metrics import create
 from streamproc.monitor.references import ReferenceSet
@@ -40,9 +43,9 @@ def test_revoked_model_is_not_evaluated_afterwards() -> None:
     buf = WindowBuffer("m", "1", batch.window_start_ms, batch.window_start_ms + WINDOW_MS)
     buf.add(BufferedChunk(batch, batch.timestamps, T0), np.zeros(10), np.arange(10))
     assert loop.state.apply(build_delta(buf, reference, topic="in", producer_id="t"), 0)
-    loop.partition_of[("m", "1")] = 0
+    loop.store.partition_of[("m", "1")] = 0
 
-    loop._on_revoke(None, [TopicPartition("p", 0)])  # type: ignore[arg-type]
+    assert loop.store.revoke({0}) == {("m", "1")}
 
     assert loop.state.windows == {} and loop.state.clocks == {}
     assert loop.state.changed_models == set()
@@ -81,6 +84,12 @@ class _Producer:
     def begin_transaction(self) -> None:
         pass
 
+    def init_transactions(self, timeout: float) -> None:
+        pass
+
+    def flush(self, timeout: float) -> int:
+        return 0
+
 
 class _Consumer:
     def assignment(self) -> list[TopicPartition]:
@@ -88,6 +97,9 @@ class _Consumer:
 
     def position(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
         return []
+
+    def close(self) -> None:
+        pass
 
 
 def test_an_aborted_checkpoint_keeps_its_windows_dirty_for_the_next_one() -> None:
@@ -101,25 +113,31 @@ def test_an_aborted_checkpoint_keeps_its_windows_dirty_for_the_next_one() -> Non
         horizon_ms=60_000,
         metrics=metrics,
     )
+    producers = [_Producer(fail_commit=True), _Producer(fail_commit=False)]
+    transactional = iter(producers)
+
+    def producer_factory(config: dict[str, Any]) -> Any:
+        # the state producer is the transactional one; alerts get a plain fake
+        return next(transactional) if "transactional.id" in config else _Producer(False)
+
     loop = AggregateLoop(
         AggregateSettings("p", "p-state", "alerts", "g", WINDOW_MS, 1_000, 600_000),
         evaluator,
         metrics,
+        clients=KafkaClients(consumer=lambda _c: _Consumer(), producer=producer_factory),  # type: ignore[arg-type, return-value]
     )
     values = [_record(i, T0 + i, x=float(i), c="a") for i in range(10)]
     (batch,) = decode_predictions(values, window_ms=WINDOW_MS).batches.values()
     buf = WindowBuffer("m", "1", batch.window_start_ms, batch.window_start_ms + WINDOW_MS)
     buf.add(BufferedChunk(batch, batch.timestamps, T0), np.zeros(10), np.arange(10))
-    loop.state.apply(build_delta(buf, reference, topic="in", producer_id="t"), 0)
-    loop.partition_of[("m", "1")] = 0
-    failing = _Producer(fail_commit=True)
-    loop._consumer, loop._producer = _Consumer(), failing  # type: ignore[assignment]
+    loop.store.apply(build_delta(buf, reference, topic="in", producer_id="t"), 0, 0)
 
-    loop.checkpoint()
+    loop.open()
+    failing, ok = producers
+    assert loop.checkpoint() is False
     assert failing.aborted == 1 and len(failing.produced) == 1
     assert len(loop.state.dirty) == 1  # not lost: written again next time
 
-    ok = _Producer(fail_commit=False)
-    loop._producer = ok  # type: ignore[assignment]
-    loop.checkpoint()
+    loop.open()  # a fresh transactional producer
+    assert loop.checkpoint() is True
     assert len(ok.produced) == 1 and loop.state.dirty == set()
