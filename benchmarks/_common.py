@@ -1,8 +1,14 @@
 """Helpers shared by the streaming benchmarks (ingest, latency, state, scale-out).
 
+Run as ``python benchmarks/bench_x.py`` from the repository root: this module puts the
+repository root on ``sys.path``, so the benchmarks share the tests' helpers in
+``tests/support/`` instead of copies.
+
 - :func:`kafka` — a real broker for the run: ``KAFKA_BOOTSTRAP_SERVERS`` when set, else a
-  throwaway :class:`~streamproc.broker.local.LocalBroker` (official jars) on a free port.
-- :func:`create_topic`, :func:`preload` — topics and a fast lz4/linger producer.
+  throwaway :class:`~streamproc.broker.local.LocalBroker` (official jars) on a free port
+  (``tests.support.kafka``).
+- :func:`create_topic` (``tests.support.kafka``), :func:`fast_producer`,
+  :func:`produce_all` — topics and a fast lz4/linger producer.
 - :class:`EventFactory` — prediction-log records (20 numeric + 5 categorical features of
   ``gen_data.py``'s shapes, ~2% nulls, ~700 bytes) and a matching reference profile.
 - :func:`machine`, :func:`loadavg`, :func:`stats`, :func:`append_results` — reporting.
@@ -14,11 +20,9 @@ import contextlib
 import datetime as dt
 import os
 import platform
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from importlib import metadata
@@ -40,6 +44,10 @@ if str(HERE) not in sys.path:
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+# re-exported: the benchmarks call ``c.create_topic``
+from tests.support.kafka import create_topic as create_topic  # noqa: E402
+from tests.support.kafka import from_environment, from_local_jars  # noqa: E402
+
 MODEL = "bench"
 BROKER_PID: int | None = None
 """PID of the broker :func:`kafka` started (None for an external one)."""
@@ -51,49 +59,15 @@ VERSION = "1"
 
 @contextlib.contextmanager
 def kafka() -> Iterator[str]:
-    """Bootstrap servers of a real broker for the duration of the block."""
-    env = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if env:
-        yield env
-        return
-    from streamproc.broker.jars import BrokerSetupError
-    from streamproc.broker.local import LocalBroker, free_port
-
+    """Bootstrap servers of a real broker for the duration of the block; a broker it
+    starts is stopped and its data deleted afterwards, and its pid is :data:`BROKER_PID`."""
     global BROKER_PID
-    for attempt in range(3):
-        data_dir = Path(tempfile.mkdtemp(prefix="streamproc-bench-broker-"))
-        broker = LocalBroker(data_dir)
-        try:
-            info = broker.start(free_port())
-            break
-        except BrokerSetupError as exc:
-            # A random cluster id that starts with "-" is read by kafka-storage as an
-            # option (about 1 start in 64): start again with a new one.
-            shutil.rmtree(data_dir, ignore_errors=True)
-            if attempt == 2:
-                raise
-            log(f"broker start failed ({str(exc)[:80]}...); retrying")
-    BROKER_PID = info.pid
+    broker = from_environment() or from_local_jars(prefix="streamproc-bench-broker-")
+    BROKER_PID = broker.pid
     try:
-        yield info.bootstrap_servers
+        yield broker.bootstrap_servers
     finally:
         broker.stop()
-        shutil.rmtree(data_dir, ignore_errors=True)
-
-
-def create_topic(bootstrap: str, name: str, partitions: int, **config: str) -> None:
-    from confluent_kafka.admin import AdminClient, NewTopic
-
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    futures = admin.create_topics([NewTopic(name, partitions, 1, config=config)])
-    for future in futures.values():
-        future.result(timeout=30)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        topic = admin.list_topics(name, timeout=5).topics.get(name)
-        if topic is not None and topic.error is None and len(topic.partitions) == partitions:
-            return
-        time.sleep(0.1)
 
 
 def fast_producer(bootstrap: str) -> Any:

@@ -10,7 +10,8 @@ alert twice is harmless (Alertmanager merges alerts by label set).
 
 While a post is being retried the consumer is paused and keeps polling, so it stays in
 its group (``max.poll.interval.ms``) without fetching more. A message of the alerts topic
-that is not a valid alert (``schemas/alert.schema.json``) is logged and skipped.
+that is not a valid alert (``schemas/alert.schema.json``, typed as
+:class:`~streamproc.checks.alerts.AlertMessage`) is logged and skipped.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from streamproc.alerting import metrics as metrics_module
 from streamproc.alerting.backoff import Backoff
 from streamproc.alerting.client import AlertmanagerClient, AlertmanagerError, AlertsRejected
-from streamproc.checks.alerts import DEFAULT_FIRING_TTL_MS, to_alertmanager
+from streamproc.checks.alerts import DEFAULT_FIRING_TTL_MS, AlertMessage, to_alertmanager
 from streamproc.contracts.schemas import SchemaError, validate
 
 log = logging.getLogger(__name__)
@@ -181,7 +182,7 @@ class Forwarder:
             if value is None:  # a tombstone: nothing to forward
                 continue
             try:
-                alert = orjson.loads(value)
+                alert: AlertMessage = orjson.loads(value)
                 validate("alert", alert)
             except (orjson.JSONDecodeError, SchemaError) as exc:
                 self.metrics.invalid_messages_total.inc()

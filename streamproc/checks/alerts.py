@@ -1,6 +1,7 @@
 """Alert messages (``schemas/alert.schema.json``) and their Prometheus Alertmanager form.
 
-A message is a plain dict, ready for ``orjson.dumps``. Its ``labels`` and ``annotations``
+A message is an :class:`AlertMessage`: a plain dict at run time, ready for
+``orjson.dumps``, typed key by key after the schema. Its ``labels`` and ``annotations``
 follow Alertmanager's v2 API, so a forwarder can POST it to ``/api/v2/alerts`` via
 :func:`to_alertmanager` without knowing streamproc.
 
@@ -11,18 +12,79 @@ replaced by a short stable token (``"~" + sha1[:10]``), so repeated alerts still
 *which* category moved without revealing it.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` here: on Python 3.11 it hides ``NotRequired``
+# from TypedDict, which would then count every key as required.
 import hashlib
 import math
 import uuid
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, Literal, NotRequired, TypedDict, cast, get_args
 
 from streamproc.checks.result import CheckResult, Severity
 
-Alert = dict[str, Any]
-"""One alert message; see ``schemas/alert.schema.json``."""
+AlertStatus = Literal["firing", "resolved"]
+AlertReason = Literal["fired", "escalated", "renotify", "resolved"]
+_STATUSES: Final[frozenset[str]] = frozenset(get_args(AlertStatus))
+_REASONS: Final[frozenset[str]] = frozenset(get_args(AlertReason))
+
+
+class AlertWindow(TypedDict):
+    """The event-time window evaluated, RFC 3339 UTC."""
+
+    start: str
+    end: str
+
+
+class AlertLabels(TypedDict):
+    """Alertmanager labels; ``feature`` only for a per-feature alert."""
+
+    alertname: str
+    severity: Severity
+    model: str
+    model_version: str
+    check: str
+    feature: NotRequired[str]
+
+
+class AlertAnnotations(TypedDict):
+    summary: str
+    runbook_url: str
+    description: str
+
+
+class AlertMessage(TypedDict):
+    """One alert message, key for key ``schemas/alert.schema.json``: the keys the schema
+    requires are required here, the others (``previous_severity``, ``reason``,
+    ``feature``) are :data:`~typing.NotRequired`."""
+
+    alert_id: str
+    fingerprint: str
+    status: AlertStatus
+    severity: Severity
+    previous_severity: NotRequired[Severity]
+    reason: NotRequired[AlertReason]
+    check: str
+    model: str
+    model_version: str
+    feature: NotRequired[str | None]
+    window: AlertWindow
+    statistic: str
+    value: float | None
+    threshold: float | None
+    n_reference: int
+    n_current: int
+    summary: str
+    evidence: list[Any] | dict[str, Any]
+    runbook_url: str
+    started_at: str
+    resolved_at: str | None
+    emitted_at: str
+    labels: AlertLabels
+    annotations: AlertAnnotations
+
+
+Alert = AlertMessage
+"""Short name for :class:`AlertMessage`."""
 
 ALERT_ID_NAMESPACE: Final = uuid.UUID("8d3b4f8e-4c7a-5b8e-9f8e-2f6a9c1d7e51")
 RAW_VALUE_KEYS: Final = frozenset(
@@ -181,17 +243,25 @@ def build_alert(
     runbook_url: str,
     allow_raw_values: bool = False,
     previous_severity: Severity | None = None,
-) -> Alert:
+) -> AlertMessage:
     """The alert message for ``result`` in the given lifecycle state.
 
     ``status`` is ``firing`` or ``resolved``; ``reason`` says why the message exists
-    (``fired``, ``escalated``, ``renotify``, ``resolved``). The summary is the check's own
-    ``result.summary`` when set, else :func:`summarize`.
+    (``fired``, ``escalated``, ``renotify``, ``resolved``); anything else is a
+    ``ValueError``. The summary is the check's own ``result.summary`` when set, else
+    :func:`summarize`.
     """
+    if status not in _STATUSES:
+        raise ValueError(f"alert status must be one of {sorted(_STATUSES)}, got {status!r}")
+    if reason not in _REASONS:
+        raise ValueError(f"alert reason must be one of {sorted(_REASONS)}, got {reason!r}")
     fp = result.fingerprint
     resolved = status == "resolved"
     summary = result.summary or summarize(result, resolved=resolved)
-    window = {"start": rfc3339(result.window_start_ms), "end": rfc3339(result.window_end_ms)}
+    window: AlertWindow = {
+        "start": rfc3339(result.window_start_ms),
+        "end": rfc3339(result.window_end_ms),
+    }
     where = f"{result.model}/{result.model_version}"
     if result.feature is not None:
         where += f" feature {result.feature}"
@@ -200,7 +270,7 @@ def build_alert(
         f"(threshold {_num(result.threshold)}), {result.n_current} current vs "
         f"{result.n_reference} reference events, window {window['start']} to {window['end']}."
     )
-    labels = {
+    labels: AlertLabels = {
         "alertname": alertname(result.check),
         "severity": severity,
         "model": result.model,
@@ -209,12 +279,12 @@ def build_alert(
     }
     if result.feature is not None:
         labels["feature"] = result.feature
-    message: Alert = {
+    message: AlertMessage = {
         "alert_id": alert_id(fp, status, reason, severity, emitted_at_ms),
         "fingerprint": fp,
-        "status": status,
+        "status": cast(AlertStatus, status),
         "severity": severity,
-        "reason": reason,
+        "reason": cast(AlertReason, reason),
         "check": result.check,
         "model": result.model,
         "model_version": result.model_version,
@@ -247,7 +317,7 @@ DEFAULT_FIRING_TTL_MS: Final = 3 * 3_600_000
 
 
 def to_alertmanager(
-    alert: Alert, *, firing_ttl_ms: int = DEFAULT_FIRING_TTL_MS, generator_url: str = ""
+    alert: AlertMessage, *, firing_ttl_ms: int = DEFAULT_FIRING_TTL_MS, generator_url: str = ""
 ) -> list[dict[str, Any]]:
     """Postable alerts for Alertmanager's ``POST /api/v2/alerts``.
 

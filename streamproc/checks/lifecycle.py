@@ -45,6 +45,8 @@ class LifecyclePolicy:
     ``runbook_urls`` overrides the runbook link per check; otherwise it is
     ``runbook_base_url + "#" + check.replace("_", "-")`` (the docs/RUNBOOK.md anchors).
     ``allow_raw_values``: keep raw category values in evidence (default: tokenized).
+    These defaults are the only copy: [lifecycle] and [alerts] of :mod:`streamproc.config`
+    take theirs from them.
     """
 
     fire_after: int = 2
@@ -136,6 +138,31 @@ def step(
 
     ``state`` is the previous state of ``result.fingerprint`` (None the first time).
     The message, when not None, is the alert to publish (see ``schemas/alert.schema.json``).
+
+    Two breaching windows of three fire the alert, three clean ones resolve it:
+
+    >>> policy = LifecyclePolicy(
+    ...     fire_after=2, fire_window=3, resolve_after=3, renotify_ms=3_600_000
+    ... )
+    >>> def psi(i: int, value: float) -> CheckResult:  # window i: [5i, 5i + 5) minutes
+    ...     return CheckResult(
+    ...         check="feature_drift", model="credit", model_version="7", feature="income",
+    ...         breached=value > 0.25, severity="warning" if value > 0.25 else None,
+    ...         statistic="psi", value=value, threshold=0.25, n_reference=50_000,
+    ...         n_current=2_000, window_start_ms=i * 300_000, window_end_ms=(i + 1) * 300_000,
+    ...     )
+    >>> state = None
+    >>> for i, value in enumerate([0.41, 0.05, 0.52, 0.48, 0.02, 0.03, 0.01]):
+    ...     state, message = step(state, psi(i, value), (i + 1) * 300_000, policy)
+    ...     sent = message and (message["status"], message.get("reason"), message["started_at"])
+    ...     print(i, state.status, sent)
+    0 resolved None
+    1 resolved None
+    2 firing ('firing', 'fired', '1970-01-01T00:15:00Z')
+    3 firing None
+    4 firing None
+    5 firing None
+    6 resolved ('resolved', 'resolved', '1970-01-01T00:15:00Z')
     """
     if state is None:
         state = AlertState.initial(result)

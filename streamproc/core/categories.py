@@ -15,7 +15,6 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import datasketches as ds
-import numpy as np
 
 DEFAULT_MAX_CATEGORIES = 1000
 DEFAULT_LG_MAX_MAP_SIZE = 10
@@ -167,9 +166,3 @@ class CategoryCounts:
         )
 
     __hash__ = None  # type: ignore[assignment]
-
-
-def as_count_arrays(counts: dict[str, int]) -> tuple[list[str], np.ndarray]:
-    """Stable (sorted) category list and int64 counts."""
-    cats = sorted(counts)
-    return cats, np.array([counts[c] for c in cats], dtype=np.int64)

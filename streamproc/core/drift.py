@@ -269,6 +269,22 @@ def compare_profiles(
 
     A feature missing from ``current`` is compared with an empty profile of its kind
     (status "insufficient_data"); features only in ``current`` are not reported.
+
+    >>> import numpy as np
+    >>> ref = ModelProfile.build_reference("credit", "7", {"income": np.linspace(20, 80, 10_000)})
+    >>> same = ModelProfile.build_reference("credit", "7", {"income": np.linspace(20, 80, 5_000)})
+    >>> report = compare_profiles(ref, same)
+    >>> report.status, report.drifted_features
+    ('ok', [])
+    >>> moved = ModelProfile.build_reference("credit", "7", {"income": np.linspace(40, 100, 5_000)})
+    >>> report = compare_profiles(ref, moved)
+    >>> report.status, report.drifted_features, report.n_reference, report.n_current
+    ('critical', ['income'], 10000, 5000)
+    >>> income = report.features["income"]
+    >>> sorted(b.statistic for b in income.breaches)
+    ['js', 'ks', 'psi']
+    >>> round(income.statistics["ks"], 1)  # a third of the range moved out
+    0.3
     """
     pairs: list[tuple[str, FeatureProfile, FeatureProfile | None]] = [
         (n, p, current.features.get(n)) for n, p in reference.features.items()

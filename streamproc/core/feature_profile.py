@@ -1,52 +1,27 @@
 """Per-feature profile: counts, moments and sketches that merge.
 
-Sketch sizes (decided, not defaulted; measured with datasketches 5.2 on this machine
-class, 1e6 rows per side, window sketches merged from 100 deltas of 1e4 rows, over
-normal/shifted/heavily shifted, Pareto, Cauchy and Poisson features, 4 seeds each):
-
-===========  =============  =================================  =========================
-reference k  window k       KS |err| vs scipy ks_2samp (max)   PSI/JS err / tolerance(*)
-===========  =============  =================================  =========================
-200          200            0.0095 (0.016 seen elsewhere)      PSI 0.14 abs on PSI≈3.3
-1024         400            0.0036                             0.68 (eps 5e-4)
-1024         **512**        0.0022–0.0029                      0.46 (eps 5e-4)
-1024         800            0.0020–0.0026                      0.80 (eps 5e-4)
-2048         512            0.0024                             (no gain over 1024)
-===========  =============  =================================  =========================
-
-(*) worst of |err| / max(0.01, 3% of exact); ≤ 1 meets the requirement.
-
-Chosen: ``REFERENCE_K = 1024`` (one sketch per feature per model, built once: 24.1 KB
-serialized at 1e6 rows) and ``WINDOW_K = 512`` (11.9 KB at 1e6 rows; with the
-4-bit HLL at lg_k=12, ~2.6 KB, a numeric feature-window is ~15 KB, well under the
-64 KB budget: 200 features × 288 windows ≈ 0.85 GB of window state in the worst
-case, and windows hold far fewer rows than 1e6 in practice). KLL's single-rank
-error at k=512 is ε≈0.0053 and at k=1024 ε≈0.0027 (99% bounds), so the KS error
-bound reported with each result is ≈0.008 and the measured error is a third of it.
-Going from 512 to 800 on windows did not improve PSI/JS measurably (the error there
-is dominated by the tiniest bins, which the PSI smoothing of 5e-4 bounds), and
-k=2048 on the reference doubles its size for no gain.
+Sketch sizes: ``REFERENCE_K = 1024`` for reference profiles (built once per model),
+``WINDOW_K = 512`` for window profiles, and an HLL with ``lg_k = 12`` (relative standard
+error 1.04/√4096 ≈ 1.6%; Flajolet et al. 2007) and 4-bit registers. KLL's single-rank
+error is ε ≈ 0.0053 at k = 512 and ε ≈ 0.0027 at k = 1024 (99% bounds), so the KS error
+bound reported with each result is ≈ 0.008.
 
 Exact PSI bins (``bin_edges`` / ``bin_counts``): a numeric profile created with the
 reference's PSI edges (``reference_edges``: the distinct reference quantiles at ranks
 1/B … (B−1)/B) also counts its finite values per bin (−∞, e₁), [e₁, e₂), …, [e_m, ∞)
 — an int64 per bin, so the counts are exact and merge exactly. Drift then takes the
 current side's PSI/JS shares from them instead of the window KLL, whose rank error
-(ε ≈ 0.5% at k = 512, merged from 100 deltas) swamps bins holding 0.05–0.2% of a
-far-shifted current (PSI off by up to 3.4% relative over 25 runs; with exact counts
-0.41%, the reference sketch's error alone). The counts come from the sorted batch the
-update already makes for the HLL's distinct values (``searchsorted`` of the edges:
-+0.07 ms per 5e4 values) and add 4 + 4 + 16·m + 8 bytes to the serialized form
-(160 for B = 10: 14,250 → 14,410 bytes for a 1e6-row window, +1.1%).
+swamps the smallest bins of a far-shifted current. The counts come from the sorted batch
+the update already makes for the HLL's distinct values (``searchsorted`` of the edges).
 Merging keeps them only when both sides' edges are identical (a side with no finite
 values fits any edges); otherwise the merged profile has none and drift falls back to
 the sketch — counts on different edges are never mixed.
 
-HLL: ``lg_k = 12`` (relative standard error 1.04/√4096 ≈ 1.6%; Flajolet et al.
-2007), 4-bit registers. Numeric features hash their float values; each batch is
-deduplicated with ``np.unique`` first (0.2 ms per 5e4 floats), then the distinct
-values are fed in one ``map`` over a list (≈2 ms per 5e4 distinct values) — the
+HLL: numeric features hash their float values; each batch is deduplicated with
+``np.unique`` first, then the distinct values are fed in one ``map`` over a list — the
 datasketches HLL has no array update.
+
+Measurements behind these choices (accuracy per k, sizes, update costs): docs/MEASUREMENTS.md.
 """
 
 from __future__ import annotations
@@ -186,6 +161,28 @@ class FeatureProfile:
 
     ``update`` mutates in place and is vectorized; ``merge`` returns a new profile
     and leaves both inputs untouched.
+
+    >>> import numpy as np
+    >>> from streamproc.core.kinds import FeatureKind
+    >>> a = FeatureProfile.new(FeatureKind.NUMERIC)
+    >>> a.update(np.array([1.0, 2.0, np.nan, 4.0]))
+    >>> a.count, a.valid_count, a.nonfinite_count
+    (4, 3, 1)
+    >>> b = FeatureProfile.new(FeatureKind.NUMERIC)
+    >>> b.update([None, 3.0, "three"])  # a null, a value, a value of the wrong type
+    >>> merged = a.merge(b)
+    >>> merged
+    FeatureProfile(kind=numeric, count=7, nulls=1, invalid=1, nonfinite=1)
+    >>> merged.valid_count, merged.min, merged.max, merged.mean
+    (4, 1.0, 4.0, 2.5)
+    >>> a.count  # merge leaves its inputs alone
+    4
+    >>> FeatureProfile.from_bytes(merged.to_bytes()) == merged
+    True
+    >>> c = FeatureProfile.new(FeatureKind.CATEGORICAL)
+    >>> c.update(["gold", "silver", "gold", None])
+    >>> c.top_categories(2), c.null_rate
+    ([('gold', 2), ('silver', 1)], 0.25)
     """
 
     __slots__ = (

@@ -10,7 +10,6 @@ features count their values exactly per PSI bin (docs/STATISTICS.md).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -109,6 +108,7 @@ class ModelProfile:
         label_kind: FeatureKind = FeatureKind.CATEGORICAL,
         metadata: Mapping[str, Any] | None = None,
         bin_edges: Mapping[str, np.ndarray] | None = None,
+        created_at: float | None = None,
     ) -> ModelProfile:
         """An empty profile with one FeatureProfile per declared feature.
 
@@ -117,8 +117,15 @@ class ModelProfile:
         (usually ``reference.psi_edges()``): per numeric feature, the reference's PSI
         edges to count values on exactly; edges for names not declared numeric here
         are ignored (such a feature cannot be compared on them anyway).
+
+        ``created_at`` (epoch seconds) is recorded as ``metadata["created_at"]``; the
+        core never reads the clock, so a caller that wants it passes ``time.time()``.
+        Without it the metadata has no ``created_at`` (window deltas leave it out, so
+        they merge and compare by content).
         """
-        meta = {"created_at": time.time(), **(metadata or {})}
+        meta = dict(metadata or {})
+        if created_at is not None:
+            meta = {"created_at": created_at, **meta}
         edges = bin_edges or {}
         feats = {
             name: FeatureProfile.new(
@@ -154,9 +161,11 @@ class ModelProfile:
         source: str = "",
         k: int = REFERENCE_K,
         max_categories: int = DEFAULT_MAX_CATEGORIES,
+        created_at: float | None = None,
     ) -> ModelProfile:
         """Reference profile from training data: kinds inferred (``feature_kinds``
-        overrides), ``REFERENCE_K`` sketches, schema learned."""
+        overrides), ``REFERENCE_K`` sketches, schema learned; ``created_at`` as in
+        :meth:`new`."""
         overrides = dict(feature_kinds or {})
         kinds = {n: overrides.get(n) or infer_kind(c) for n, c in columns.items()}
         label_kind = (
@@ -174,6 +183,7 @@ class ModelProfile:
             max_categories=max_categories,
             label_kind=label_kind,
             metadata={"source": source, "role": "reference"},
+            created_at=created_at,
         )
         prof.update_columns(
             columns,

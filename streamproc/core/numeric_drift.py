@@ -39,7 +39,6 @@ class NumericDrift:
     ks: float
     ks_error_bound: float
     wasserstein: float
-    wasserstein_scale: float
     mean_shift: float | None
     out_of_range_share: float
     evidence: list[dict[str, Any]] = field(default_factory=list)
@@ -180,7 +179,6 @@ def numeric_drift(
         ks=min(1.0, ks),
         ks_error_bound=rank_error(rk) + rank_error(ck),
         wasserstein=w / scale,
-        wasserstein_scale=scale,
         mean_shift=mean_shift,
         out_of_range_share=oor,
         evidence=evidence,

@@ -18,6 +18,7 @@ Everything is vectorized numpy; one call per producer tick.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -173,6 +174,7 @@ def build_reference(n: int = 50_000, seed: int = 20240601) -> ModelProfile:
         MODEL,
         MODEL_VERSION,
         {name: _column(col) for name, col in s.features.items()},
+        created_at=time.time(),
         predictions=s.scores,
         predicted_labels=s.labels,
         latency_ms=s.latency_ms,

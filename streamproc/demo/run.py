@@ -20,7 +20,6 @@ from typing import Any
 from confluent_kafka.admin import AdminClient
 
 from streamproc.broker.local import free_port, port_in_use
-from streamproc.cli.errors import UsageError
 from streamproc.config import MonitorConfig
 from streamproc.demo import display
 from streamproc.demo.model import MODEL, build_reference
@@ -34,6 +33,7 @@ from streamproc.demo.setup import (
     topic_names,
 )
 from streamproc.demo.traffic import Traffic
+from streamproc.errors import UsageError
 from streamproc.monitor.references import ReferenceSet
 from streamproc.monitor.topics import TopicSpec, ensure_topics
 from streamproc.monitor.worker import Worker
@@ -106,7 +106,7 @@ def _live(
     topics = topic_names(config)
     ensure_topics(AdminClient(base), [TopicSpec(topics["predictions"], PREDICTION_PARTITIONS)])
     alerts: queue.Queue[dict[str, Any]] = queue.Queue()
-    worker = Worker(config, ReferenceSet.of([reference]), on_alert=alerts.put)
+    worker = Worker(config, ReferenceSet.of([reference]), on_alert=lambda a: alerts.put(dict(a)))
     traffic = Traffic(base, topics["predictions"], script, options.rate)
     t = script.timings
     header = display.Header(

@@ -121,4 +121,3 @@ FAST: Final = Script(
     _phases(normal=10, incident=14, stall=12, recovery=16),
     Timings(window_s=10, allowed_lateness_s=1, rolling_horizon_s=10, staleness_s=6),
 )
-SCRIPTS: Final = {s.name: s for s in (STANDARD, FAST)}

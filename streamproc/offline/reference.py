@@ -10,6 +10,7 @@ data set with the feature kinds fixed by a reference, for ``streamproc drift``.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -165,6 +166,7 @@ def build_reference(
         model,
         model_version,
         plan.features,
+        created_at=time.time(),
         k=REFERENCE_K,
         label_kind=_label_kind(plan, files),
         metadata=metadata,
@@ -206,6 +208,7 @@ def profile_like(
         reference.model,
         reference.model_version,
         plan.features,
+        created_at=time.time(),
         k=REFERENCE_K,
         label_kind=reference.label_kind,
         metadata={"role": "current", "source": [f.path.name for f in files]},

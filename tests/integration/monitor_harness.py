@@ -18,7 +18,8 @@ from streamproc.config import MonitorConfig, config_from_mapping
 from streamproc.core.model_profile import ModelProfile
 from streamproc.monitor.references import ReferenceSet
 from streamproc.monitor.worker import Worker
-from tests.integration.kafka_helpers import create_topic
+from tests.support.kafka import create_topic, latest_values
+from tests.support.monitor import config_mapping
 
 NUMERIC = [f"num_{i}" for i in range(6)]
 CATEGORICAL = ["country", "device"]
@@ -94,20 +95,13 @@ def records(
 
 
 def monitor_config(bootstrap: str, prefix: str, **sections: dict[str, Any]) -> MonitorConfig:
-    data: dict[str, Any] = {
-        "kafka": {"bootstrap_servers": bootstrap, "group_id": f"{prefix}.g"},
-        "topics": {
-            "predictions": f"{prefix}.predictions",
-            "alerts": f"{prefix}.alerts",
-            "deadletter": f"{prefix}.dlq",
-            "profiles": f"{prefix}.profiles",
-        },
+    defaults: dict[str, dict[str, Any]] = {
         "windows": {"size": "10s", "allowed_lateness": "2s", "rolling_horizon": "30s"},
         "metrics": {"port": 0},
     }
     for key, value in sections.items():
-        data[key] = {**data.get(key, {}), **value}
-    return config_from_mapping(data)
+        defaults[key] = {**defaults.get(key, {}), **value}
+    return config_from_mapping(config_mapping(bootstrap, prefix, **defaults))
 
 
 @dataclass
@@ -216,41 +210,10 @@ def save(profile: ModelProfile, path: Path) -> Path:
 
 def window_counts(bootstrap: str, state_topic: str, timeout_s: float = 30) -> dict[int, int]:
     """Rows per window start (ms) as checkpointed on the state topic (latest per key)."""
-    from confluent_kafka import TopicPartition
-    from confluent_kafka.admin import AdminClient
-
     from streamproc.monitor.state import WindowState
 
-    meta = AdminClient({"bootstrap.servers": bootstrap}).list_topics(state_topic, timeout=10)
-    partitions = list(meta.topics[state_topic].partitions)
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"{state_topic}.read.{time.monotonic_ns()}",
-            "isolation.level": "read_committed",
-            "enable.auto.commit": False,
-        }
-    )
-    latest: dict[bytes, bytes | None] = {}
-    try:
-        ends = {}
-        for p in partitions:
-            lo, hi = consumer.get_watermark_offsets(TopicPartition(state_topic, p), timeout=10)
-            if hi > lo:
-                ends[p] = hi
-        consumer.assign([TopicPartition(state_topic, p, 0) for p in ends])
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            for msg in consumer.consume(1000, timeout=0.3):
-                if msg.error() is None:
-                    latest[msg.key() or b""] = msg.value()
-            positions = consumer.position([TopicPartition(state_topic, p) for p in ends])
-            if all(tp.offset >= ends[tp.partition] for tp in positions):
-                break
-    finally:
-        consumer.close()
     counts: dict[int, int] = {}
-    for key, value in latest.items():
+    for key, value in latest_values(bootstrap, state_topic, timeout_s=timeout_s).items():
         if value is not None and orjson.loads(key)[0] == "w":
             window = WindowState.from_bytes(value)
             counts[window.start_ms] = counts.get(window.start_ms, 0) + window.profile.row_count

@@ -25,9 +25,8 @@ from streamproc.checks.alerts import Alert
 from streamproc.checks.lifecycle import AlertState, LifecyclePolicy, step
 from streamproc.checks.result import CheckResult
 from streamproc.contracts import validate
-from tests.integration.kafka_helpers import create_topic, produce_all
 from tests.support.alertmanager import Alertmanager, alertmanager_binary
-from tests.support.kafka import kafka_required
+from tests.support.kafka import create_topic, kafka_required, produce_all
 
 REPO = Path(__file__).resolve().parents[2]
 MINUTE_MS = 60_000

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from streamproc.broker.local import free_port
-from tests.integration.kafka_helpers import consume_n, create_topic, produce_all
+from tests.support.kafka import consume_n, create_topic, produce_all
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, TopicPartition
 
-from tests.integration.kafka_helpers import consume_n, create_topic, produce_all
+from tests.support.kafka import consume_n, create_topic, produce_all
 
 N_RECORDS = 10_000
 

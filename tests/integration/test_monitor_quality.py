@@ -10,7 +10,6 @@ import orjson
 from streamproc.contracts import validate
 from streamproc.contracts.framing import deadletter_header_object
 from streamproc.monitor.worker import state_topic_name
-from tests.integration.kafka_helpers import consume_n
 from tests.integration.monitor_harness import (
     AlertWatcher,
     Feed,
@@ -22,6 +21,7 @@ from tests.integration.monitor_harness import (
     wait_drained,
     window_counts,
 )
+from tests.support.kafka import consume_n
 
 YEAR_S = 365 * 86_400
 

@@ -13,7 +13,6 @@ from pathlib import Path
 
 from streamproc.broker.local import free_port
 from streamproc.monitor.worker import state_topic_name
-from tests.integration.kafka_helpers import create_topic
 from tests.integration.monitor_harness import (
     Feed,
     expected_counts,
@@ -23,6 +22,7 @@ from tests.integration.monitor_harness import (
     wait_until,
     window_counts,
 )
+from tests.support.kafka import create_topic
 
 N = 60_000
 

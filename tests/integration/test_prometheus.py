@@ -45,7 +45,6 @@ from streamproc.broker.local import free_port
 from streamproc.config import MonitorConfig
 from streamproc.monitor.references import ReferenceSet
 from streamproc.monitor.worker import Worker
-from tests.integration.kafka_helpers import create_topic
 from tests.integration.monitor_harness import (
     NUMERIC,
     Feed,
@@ -54,6 +53,7 @@ from tests.integration.monitor_harness import (
     reference_profile,
     wait_until,
 )
+from tests.support.kafka import create_topic
 from tests.support.prometheus import (
     INSTALL_HINT,
     PrometheusServer,

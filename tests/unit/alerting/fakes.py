@@ -10,41 +10,13 @@ import orjson
 from confluent_kafka import TopicPartition
 
 from streamproc.alerting.client import AlertmanagerError
-from streamproc.checks import CheckResult, LifecyclePolicy, step
 from streamproc.checks.alerts import Alert
-
-MIN = 60_000
-T0 = 1_714_557_600_000  # 2024-05-01T10:00:00Z
-
-
-def result(i: int, breached: bool, severity: str | None = None) -> CheckResult:
-    return CheckResult(
-        check="feature_drift",
-        model="fraud",
-        model_version="17",
-        feature="car_value",
-        breached=breached,
-        severity=severity if severity is not None else ("warning" if breached else None),
-        statistic="psi",
-        value=0.41 if breached else 0.05,
-        threshold=0.25,
-        n_reference=120_000,
-        n_current=2_310,
-        window_start_ms=T0 + 5 * MIN * i,
-        window_end_ms=T0 + 5 * MIN * (i + 1),
-    )
+from tests.support.alerts import flag_results, lifecycle_messages
 
 
 def lifecycle(flags: Sequence[bool | str]) -> list[Alert]:
     """The messages the real lifecycle emits for these evaluations ('critical' escalates)."""
-    state = None
-    out = []
-    for i, flag in enumerate(flags):
-        r = result(i, bool(flag), flag if isinstance(flag, str) else None)
-        state, message = step(state, r, r.window_end_ms, LifecyclePolicy())
-        if message is not None:
-            out.append(message)
-    return out
+    return lifecycle_messages(flag_results(flags))
 
 
 class FakeError:
