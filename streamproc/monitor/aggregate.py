@@ -46,8 +46,9 @@ from streamproc.monitor.evaluator import Alert, Evaluator
 from streamproc.monitor.lag import report_lag
 from streamproc.monitor.metrics import Metrics
 from streamproc.monitor.state import AggregateState
-from streamproc.monitor.store import AggregateStore
+from streamproc.monitor.store import AggregateStore, StateRecord
 from streamproc.monitor.txn import commit_or_abort, positions_of
+from streamproc.monitor.watermark import parse_watermark_header
 
 log = logging.getLogger(__name__)
 
@@ -183,10 +184,20 @@ class AggregateLoop:
         try:
             delta = ProfileDelta.from_bytes(msg.value() or b"")
         except ProfileFormatError as exc:
-            log.error("skipping unreadable profile delta at offset %s: %s", msg.offset(), exc)
-            self.metrics.deadletter_total.labels("bad_profile_delta").inc()
+            # Ingest must never write one (its deltas are tested to round-trip); one seen
+            # here is a bug or a foreign writer: counted, and alerted on by the
+            # StreamprocUnreadableDelta Prometheus rule, never just a log line.
+            log.error(
+                "unreadable profile delta at %s[%s]@%s: %s",
+                msg.topic(),
+                msg.partition(),
+                msg.offset(),
+                exc,
+            )
+            self.metrics.unreadable_deltas_total.inc()
             return
-        if self.store.apply(delta, msg.partition() or 0, _wall_ms()):
+        watermark = parse_watermark_header(msg.headers())
+        if self.store.apply(delta, msg.partition() or 0, _wall_ms(), watermark):
             self.metrics.deltas_applied_total.inc()
         else:
             self.metrics.deltas_duplicate_total.inc()
@@ -255,9 +266,9 @@ class AggregateLoop:
         if not partitions:
             return 0
         latest = self._read_state(partitions)
-        for key, (part, value) in latest.items():
-            self.store.restore_record(part, key, value)
-        return len(latest)
+        return self.store.restore_records(
+            StateRecord(part, key, value) for key, (part, value) in latest.items()
+        )
 
     def _read_state(self, partitions: list[int]) -> dict[bytes, tuple[int, bytes | None]]:
         """The latest (partition, value) of every key in the state topic's ``partitions``."""

@@ -33,17 +33,20 @@ from confluent_kafka import (
 
 from streamproc.contracts.fast_decode import FastPathDeclined, fast_decode
 from streamproc.contracts.framing import deadletter_headers
-from streamproc.contracts.prediction import decode_predictions
+from streamproc.contracts.prediction import PredictionBatch, decode_predictions
 from streamproc.monitor.clients import KafkaClients
 from streamproc.monitor.lag import report_lag
 from streamproc.monitor.metrics import Metrics
 from streamproc.monitor.references import ReferenceSet
 from streamproc.monitor.txn import abort, commit_or_abort, positions_of
+from streamproc.monitor.watermark import WATERMARK_HEADER, SourceKey, Watermarks
 from streamproc.monitor.window_buffer import BufferedChunk, WindowBuffer, build_delta
 
 log = logging.getLogger(__name__)
 
 LATE_EVENT = "late_event"
+MAX_LOGGED_UNKNOWN = 100
+FUTURE_TIMESTAMP = "future_timestamp"
 
 CONSUMER_DEFAULTS: dict[str, str | int] = {
     "fetch.min.bytes": 65536,
@@ -66,6 +69,9 @@ class IngestSettings:
     window_ms: int
     allowed_lateness_ms: int
     max_message_bytes: int = 1 << 20
+    max_future_skew_ms: int = 300_000
+    """Event time allowed ahead of the wall clock; also the wall-clock band in which a
+    record is never taken as too far ahead of its partition (see :mod:`.watermark`)."""
     flush_interval_s: float = 0.5
     batch_size: int = 10_000
     kafka: dict[str, str] = field(default_factory=dict)
@@ -89,7 +95,8 @@ class IngestLoop:
         self.metrics = metrics
         self.producer_id = f"ingest-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._buffers: dict[tuple[str, str, int], WindowBuffer] = {}
-        self._newest_ms: dict[tuple[int, str, str], int] = {}  # (partition, model, version)
+        self.watermarks = Watermarks(skew_ms=settings.max_future_skew_ms)
+        """Confirmed newest event time per (partition, model, version)."""
         self._unknown_logged: set[str] = set()
         self._pending_rejects = 0
         self._consumer: Consumer | None = None
@@ -219,30 +226,44 @@ class IngestLoop:
         offsets = np.fromiter(map(Message.offset, good), np.int64, len(good))
         append_s = np.array([t[1] for t in map(Message.timestamp, good)], np.float64) / 1e3
         received = time.time()
-        seen: list[tuple[str, str, np.ndarray, np.ndarray]] = []
-        for batch in result.batches.values():
+        wall_ms = int(received * 1000)
+        batches = list(result.batches.values())
+        rows_of = [partitions[b.indices] for b in batches]
+        ts_of = [(b.timestamps * 1000).astype(np.int64) for b in batches]
+        future_after = self._future_thresholds(batches, rows_of, ts_of)
+        accepted: dict[SourceKey, list[np.ndarray]] = {}
+        for batch, rows_p, ts_ms in zip(batches, rows_of, ts_of, strict=True):
             model, version, window_start = batch.model, batch.model_version, batch.window_start_ms
-            rows_p = partitions[batch.indices]
             rows_o = offsets[batch.indices]
             window_end = window_start + s.window_ms
-            seen.append((model, version, rows_p, batch.timestamps))
+            future = self._future_rows(model, version, rows_p, ts_ms, future_after, wall_ms)
             late = self._late_rows(model, version, window_end, rows_p)
-            if late is not None:
-                for pos in batch.indices[late]:
-                    self._dead_letter(good[pos], LATE_EVENT, "older than the allowed lateness")
-                self.metrics.late_events_total.labels(model).inc(int(late.sum()))
-                keep = ~late
+            drop = _either(future, late)
+            if drop is not None:
+                only_late = late & ~future if late is not None and future is not None else late
+                for mask, reason, detail in (
+                    (future, FUTURE_TIMESTAMP, "too far ahead of its partition's event time"),
+                    (only_late, LATE_EVENT, "older than the allowed lateness"),
+                ):
+                    for pos in batch.indices[mask] if mask is not None else ():
+                        self._dead_letter(good[pos], reason, detail)
+                if only_late is not None:
+                    self.metrics.late_events_total.labels(model).inc(int(only_late.sum()))
+                keep = ~drop
                 if not keep.any():
                     continue
                 batch = batch.take(np.flatnonzero(keep))
-                rows_p, rows_o = rows_p[keep], rows_o[keep]
+                rows_p, rows_o, ts_ms = rows_p[keep], rows_o[keep], ts_ms[keep]
+            for p in np.unique(rows_p):
+                accepted.setdefault((int(p), model, version), []).append(ts_ms[rows_p == p])
             key = (model, version, window_start)
             buf = self._buffers.get(key)
             if buf is None:
                 buf = self._buffers[key] = WindowBuffer(model, version, window_start, window_end)
             buf.add(BufferedChunk(batch, append_s[batch.indices], received), rows_p, rows_o)
             self.metrics.events_total.labels(model).inc(batch.n)
-        self._advance_newest(seen)
+        for source, chunks in accepted.items():
+            self.watermarks.advance(source, np.concatenate(chunks))
         self.metrics.ingest_batch_seconds.observe(time.perf_counter() - began)
 
     def _feature_kinds(self, model: str, version: str) -> dict[str, Any] | None:
@@ -251,28 +272,54 @@ class IngestLoop:
             return None
         return self.references.feature_kinds(model, version) or None
 
+    def _future_thresholds(
+        self, batches: list[PredictionBatch], rows_of: list[np.ndarray], ts_of: list[np.ndarray]
+    ) -> dict[SourceKey, int]:
+        """Per (partition, model, version) of this consumed batch, the event time beyond
+        which a row is too far ahead of its partition (see :mod:`.watermark`)."""
+        by_source: dict[SourceKey, list[np.ndarray]] = {}
+        for batch, rows_p, ts_ms in zip(batches, rows_of, ts_of, strict=True):
+            for p in np.unique(rows_p):
+                source = (int(p), batch.model, batch.model_version)
+                by_source.setdefault(source, []).append(ts_ms[rows_p == p])
+        out = {}
+        for source, chunks in by_source.items():
+            after = self.watermarks.future_after_ms(source, np.concatenate(chunks))
+            if after is not None:
+                out[source] = after
+        return out
+
+    def _future_rows(
+        self,
+        model: str,
+        version: str,
+        parts: np.ndarray,
+        ts_ms: np.ndarray,
+        future_after: dict[SourceKey, int],
+        wall_ms: int,
+    ) -> np.ndarray | None:
+        mask: np.ndarray | None = None
+        for p in np.unique(parts):
+            after = future_after.get((int(p), model, version))
+            if after is None:
+                continue
+            sel = (parts == p) & self.watermarks.too_far_ahead(ts_ms, after, wall_ms)
+            mask = sel if mask is None else (mask | sel)
+        return mask if mask is not None and mask.any() else None
+
     def _late_rows(
         self, model: str, version: str, window_end: int, parts: np.ndarray
     ) -> np.ndarray | None:
-        """Rows whose window closed more than the allowed lateness before the newest event
-        seen on their partition in earlier batches (rows of one batch are never late
-        relative to each other: windows of a batch are visited in no particular order)."""
+        """Rows whose window closed more than the allowed lateness before the confirmed
+        newest event time of their partition in earlier batches (rows of one batch are
+        never late relative to each other: windows of a batch are visited in no order)."""
         late_mask: np.ndarray | None = None
         for p in np.unique(parts):
-            newest = self._newest_ms.get((int(p), model, version), 0)
+            newest = self.watermarks.newest_ms((int(p), model, version))
             if window_end + self.settings.allowed_lateness_ms <= newest:
                 sel = parts == p
                 late_mask = sel if late_mask is None else (late_mask | sel)
         return late_mask
-
-    def _advance_newest(self, batches: list[tuple[str, str, np.ndarray, np.ndarray]]) -> None:
-        """Record the newest event time per (partition, model, version) of a batch."""
-        for model, version, parts, ts in batches:
-            for p in np.unique(parts):
-                key = (int(p), model, version)
-                newest = int(ts[parts == p].max() * 1000)
-                if newest > self._newest_ms.get(key, 0):
-                    self._newest_ms[key] = newest
 
     def _dead_letter(self, msg: Message, reason: str, detail: str) -> None:
         headers = deadletter_headers(
@@ -288,8 +335,17 @@ class IngestLoop:
         self.metrics.deadletter_total.labels(reason).inc()
 
     def _log_unknown(self, detail: str) -> None:
-        if detail not in self._unknown_logged:
-            self._unknown_logged.add(detail)
+        """Log each unknown model once, the first ``MAX_LOGGED_UNKNOWN`` of them: random
+        model names from the data must not grow memory or the log without bound (all are
+        counted in ``streamproc_deadletter_total{reason="unknown_model"}``)."""
+        if detail in self._unknown_logged or len(self._unknown_logged) > MAX_LOGGED_UNKNOWN:
+            return
+        self._unknown_logged.add(detail)
+        if len(self._unknown_logged) > MAX_LOGGED_UNKNOWN:
+            log.warning(
+                "more than %d unknown models: no longer logged one by one", MAX_LOGGED_UNKNOWN
+            )
+        else:
             log.warning("%s: no reference profile; its records are dead-lettered", detail)
 
     def _produce(
@@ -322,7 +378,9 @@ class IngestLoop:
             delta = build_delta(
                 buf, reference, topic=s.predictions_topic, producer_id=self.producer_id
             )
-            self._produce(s.profiles_topic, buf.model.encode(), delta.to_bytes())
+            watermark = self.watermarks.model_newest_ms(buf.model, buf.model_version)
+            headers = [(WATERMARK_HEADER, str(watermark).encode())]
+            self._produce(s.profiles_topic, buf.model.encode(), delta.to_bytes(), headers)
             self.metrics.deltas_published_total.inc()
         if not commit_or_abort(producer, consumer, positions):
             self._rewind()
@@ -336,7 +394,7 @@ class IngestLoop:
         was aborted: everything since the last commit is read again)."""
         self._buffers.clear()
         self._pending_rejects = 0
-        self._newest_ms.clear()
+        self.watermarks.clear()
         consumer = self._consumer
         if consumer is None:
             return
@@ -345,6 +403,12 @@ class IngestLoop:
             for tp in consumer.committed(assignment, timeout=30):
                 offset = tp.offset if tp.offset >= 0 else 0
                 consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
+
+
+def _either(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
+    if a is None:
+        return b
+    return a if b is None else (a | b)
 
 
 def _bytes_headers(headers: Any) -> list[tuple[str, bytes | None]]:

@@ -27,6 +27,7 @@ class Metrics(NamedTuple):
     deltas_published_total: Counter
     deltas_applied_total: Counter
     deltas_duplicate_total: Counter
+    unreadable_deltas_total: Counter
     ingest_batch_seconds: Histogram
     ingest_flush_seconds: Histogram
     evaluation_seconds: Summary
@@ -76,6 +77,11 @@ def create(registry: CollectorRegistry | None = None, prefix: str = PREFIX) -> M
         deltas_duplicate_total=Counter(
             name("deltas_duplicate"),
             "Profile deltas skipped because their offsets were already applied",
+            registry=reg,
+        ),
+        unreadable_deltas_total=Counter(
+            name("unreadable_deltas"),
+            "Profile deltas the aggregate could not decode (skipped; must stay 0)",
             registry=reg,
         ),
         ingest_batch_seconds=Histogram(

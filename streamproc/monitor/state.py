@@ -12,7 +12,7 @@ clock.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -140,11 +140,19 @@ class AggregateState:
         self.dirty: set[WindowKey] = set()
         self.changed_models: set[ModelKey] = set()
         """Model versions that received data since the last :meth:`take_changed`."""
+        self.dirty_clocks: set[ModelKey] = set()
+        """Clocks advanced since their last committed checkpoint."""
+        self._restored_clocks: set[ModelKey] = set()
 
     # ----------------------------------------------------------------- updates
 
-    def apply(self, delta: ProfileDelta, arrival_ms: int) -> bool:
-        """Merge ``delta`` into its window; False if it was already applied (or too old)."""
+    def apply(self, delta: ProfileDelta, arrival_ms: int, watermark_ms: int | None = None) -> bool:
+        """Merge ``delta`` into its window; False if it was already applied (or too old).
+
+        ``watermark_ms`` is the confirmed newest event time the delta's writer had seen
+        (:mod:`streamproc.monitor.watermark`): the model's clock advances by it, so a
+        delta holding one far-future record cannot close or purge real windows. Without
+        it (older writers) the clock follows the delta's own newest event time."""
         mkey = ModelKey(delta.model, delta.model_version)
         clock = self.clocks.setdefault(mkey, ModelClock())
         if delta.window_end_ms <= clock.newest_event_ms - self.retention_ms:
@@ -174,15 +182,21 @@ class AggregateState:
         for src, last in sources:
             window.applied[src] = max(last, window.applied.get(src, -1))
         newest = delta.profile.event_time_max
-        if newest is not None:
-            newest_ms = int(newest * 1000)
-            if newest_ms >= clock.newest_event_ms:
-                clock.newest_event_ms = newest_ms
-                clock.arrival_lag_ms = max(0, arrival_ms - newest_ms)
+        newest_ms: int | None = None if newest is None else int(newest * 1000)
+        advance_to: int | None = newest_ms
+        if watermark_ms is not None:
+            # its rows past the writer's confirmed newest event time do not move the clock
+            newest_ms = watermark_ms if newest_ms is None else min(newest_ms, watermark_ms)
+            advance_to = watermark_ms
+        if advance_to is not None and advance_to >= clock.newest_event_ms and advance_to > 0:
+            if advance_to > clock.newest_event_ms:
+                self.dirty_clocks.add(mkey)
+            clock.newest_event_ms = advance_to
+            clock.arrival_lag_ms = max(0, arrival_ms - advance_to)
         clock.last_arrival_ms = arrival_ms
-        if newest is not None:
+        if newest_ms is not None:
             recent = self.recent.setdefault(mkey, deque())
-            recent.append(RecentDelta(int(newest * 1000), delta.profile, delta.ops))
+            recent.append(RecentDelta(newest_ms, delta.profile, delta.ops))
             while recent and recent[0].newest_ms <= clock.newest_event_ms - self.recent_ms:
                 recent.popleft()
         self.dirty.add(wkey)
@@ -190,21 +204,33 @@ class AggregateState:
         return True
 
     def restore(self, window: WindowState) -> None:
-        """Load a checkpointed window (after a restart or a rebalance)."""
+        """Load a checkpointed window (after a restart or a rebalance). Its newest event
+        time moves the clock only for a model whose clock was never checkpointed."""
         self.windows[window.key] = window
         clock = self.clocks.setdefault(window.model_key, ModelClock())
         newest = window.profile.event_time_max
-        if newest is not None:
+        if newest is not None and window.model_key not in self._restored_clocks:
             clock.newest_event_ms = max(clock.newest_event_ms, int(newest * 1000))
+
+    def restore_clock(self, mkey: ModelKey, data: dict[str, Any]) -> None:
+        """Load a checkpointed clock: it is authoritative over the windows' event times."""
+        self.clocks[mkey] = ModelClock(
+            newest_event_ms=int(data.get("newest_event_ms", 0)),
+            last_arrival_ms=int(data.get("last_arrival_ms", 0)),
+            arrival_lag_ms=int(data.get("arrival_lag_ms", 0)),
+        )
+        self._restored_clocks.add(mkey)
 
     def take_changed(self) -> set[ModelKey]:
         """The model versions that received data since the last call (and forget them)."""
         changed, self.changed_models = self.changed_models, set()
         return changed
 
-    def mark_clean(self, keys: list[WindowKey]) -> None:
-        """Windows whose checkpoint committed: not written again until they change."""
+    def mark_clean(self, keys: Iterable[WindowKey], clocks: Iterable[ModelKey] = ()) -> None:
+        """Windows (and clocks) whose checkpoint committed: not written again until they
+        change."""
         self.dirty.difference_update(keys)
+        self.dirty_clocks.difference_update(clocks)
 
     def drop_models(self, models: set[ModelKey]) -> None:
         """Forget every window, clock and recent delta of ``models`` (another worker owns
@@ -216,6 +242,8 @@ class AggregateState:
             self.clocks.pop(mkey, None)
             self.recent.pop(mkey, None)
             self.changed_models.discard(mkey)
+            self.dirty_clocks.discard(mkey)
+            self._restored_clocks.discard(mkey)
 
     # ----------------------------------------------------------------- queries
 
@@ -236,9 +264,11 @@ class AggregateState:
         return [w for w in self.model_windows(mkey) if not w.final and w.end_ms <= mark]
 
     def open_window(self, mkey: ModelKey) -> WindowState | None:
-        """The newest window still open for late data, if any."""
+        """The window holding the newest event time, if still open for late data (never
+        a window ahead of the clock, which only unconfirmed records opened)."""
         mark = self.watermark_ms(mkey)
-        windows = [w for w in self.model_windows(mkey) if w.end_ms > mark]
+        newest = self.clocks[mkey].newest_event_ms if mkey in self.clocks else 0
+        windows = [w for w in self.model_windows(mkey) if w.end_ms > mark and w.start_ms <= newest]
         return windows[-1] if windows else None
 
     def horizon(

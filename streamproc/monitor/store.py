@@ -15,13 +15,15 @@ revoke) is testable without a broker:
 * :meth:`restore_record` loads one record read back from the state topic;
 * :meth:`revoke` forgets the model versions of partitions another worker now owns.
 
-State records are keyed ``["w", model, version, start_ms]`` (a window) or
-``["a", fingerprint]`` (an alert state), JSON-encoded; a ``None`` value is a
+State records are keyed ``["w", model, version, start_ms]`` (a window),
+``["a", fingerprint]`` (an alert state) or ``["c", model, version]`` (the model
+version's event-time clock), JSON-encoded; a ``None`` value is a
 tombstone, so the compacted topic forgets purged windows.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -34,10 +36,15 @@ from streamproc.monitor.state import AggregateState, ModelKey, WindowKey, Window
 
 WINDOW_RECORD = "w"
 ALERT_RECORD = "a"
+CLOCK_RECORD = "c"
 
 
 def window_record_key(key: WindowKey) -> bytes:
     return orjson.dumps([WINDOW_RECORD, key.model, key.model_version, key.start_ms])
+
+
+def clock_record_key(mkey: ModelKey) -> bytes:
+    return orjson.dumps([CLOCK_RECORD, mkey[0], mkey[1]])
 
 
 def alert_record_key(fingerprint: str) -> bytes:
@@ -60,6 +67,7 @@ class Checkpoint:
     windows: list[WindowKey]
     tombstones: list[WindowKey]
     alerts: list[str]
+    clocks: list[ModelKey]
 
 
 class AggregateStore:
@@ -75,11 +83,14 @@ class AggregateStore:
 
     # ----------------------------------------------------------------- data
 
-    def apply(self, delta: ProfileDelta, partition: int, arrival_ms: int) -> bool:
+    def apply(
+        self, delta: ProfileDelta, partition: int, arrival_ms: int, watermark_ms: int | None = None
+    ) -> bool:
         """Merge a delta read from profiles ``partition``; False for a duplicate (or a
-        delta whose window already left retention)."""
+        delta whose window already left retention). ``watermark_ms``: see
+        :meth:`AggregateState.apply`."""
         self.partition_of[ModelKey(delta.model, delta.model_version)] = partition
-        return self.state.apply(delta, arrival_ms=arrival_ms)
+        return self.state.apply(delta, arrival_ms=arrival_ms, watermark_ms=watermark_ms)
 
     def evaluate(self, wall_ms: int) -> list[Alert]:
         """One evaluation tick: every model version that received data, then staleness of
@@ -111,6 +122,7 @@ class AggregateStore:
         windows: list[WindowKey] = []
         tombstones: list[WindowKey] = []
         alerts: list[str] = []
+        clocks: list[ModelKey] = []
         for key in sorted(self.state.dirty):
             window = self.state.windows.get(key)
             part = self.partition_of.get(key.model_key)
@@ -128,7 +140,15 @@ class AggregateStore:
                 assert part is not None
                 records.append(StateRecord(part, alert_record_key(fp), orjson.dumps(st.to_dict())))
                 alerts.append(fp)
-        return Checkpoint(records, windows, tombstones, alerts)
+        for mkey in sorted(self.state.dirty_clocks):
+            clock = self.state.clocks.get(mkey)
+            part = self.partition_of.get(mkey)
+            if clock is not None and wanted(part):
+                assert part is not None
+                value = orjson.dumps(clock.to_dict())
+                records.append(StateRecord(part, clock_record_key(mkey), value))
+                clocks.append(mkey)
+        return Checkpoint(records, windows, tombstones, alerts, clocks)
 
     def partition_for(self, owner: ModelKey) -> int | None:
         """The partition of ``owner``'s records. Alerts about a model as a whole (the
@@ -141,19 +161,32 @@ class AggregateStore:
 
     def committed(self, checkpoint: Checkpoint) -> None:
         """The checkpoint's transaction committed: what it wrote is clean."""
-        self.state.mark_clean(checkpoint.windows)
+        self.state.mark_clean(checkpoint.windows, checkpoint.clocks)
         for key in checkpoint.tombstones:
             self.tombstones.pop(key, None)
         self.evaluator.mark_alerts_clean(checkpoint.alerts)
 
     # ----------------------------------------------------------------- rebalances
 
+    def restore_records(self, records: Iterable[StateRecord]) -> int:
+        """Load the latest record of each state-topic key: clocks first (they are
+        authoritative over the windows' own event times), then windows and alerts."""
+        ordered = sorted(records, key=lambda r: orjson.loads(r.key)[0] != CLOCK_RECORD)
+        for record in ordered:
+            self.restore_record(*record)
+        return len(ordered)
+
     def restore_record(self, partition: int, key: bytes, value: bytes | None) -> None:
         """Load the latest record of one state-topic key (a tombstone loads nothing)."""
         if value is None:
             return
-        kind = orjson.loads(key)[0]
-        if kind == WINDOW_RECORD:
+        parsed = orjson.loads(key)
+        kind = parsed[0]
+        if kind == CLOCK_RECORD:
+            mkey = ModelKey(str(parsed[1]), str(parsed[2]))
+            self.state.restore_clock(mkey, orjson.loads(value))
+            self.partition_of.setdefault(mkey, partition)
+        elif kind == WINDOW_RECORD:
             window = WindowState.from_bytes(value)
             self.state.restore(window)
             self.partition_of[window.model_key] = partition

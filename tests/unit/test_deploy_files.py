@@ -39,6 +39,7 @@ EXPECTED_ALERTS = {
     "StreamprocConsumerLagGrowing",
     "StreamprocDeadLetterRateHigh",
     "StreamprocIngestFlushSlow",
+    "StreamprocUnreadableDelta",
 }
 
 

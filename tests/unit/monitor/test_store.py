@@ -33,7 +33,7 @@ def test_checkpoint_writes_dirty_windows_and_alerts_then_commit_marks_them_clean
     plan = h.store.checkpoint()
     kinds = sorted(orjson.loads(r.key)[0] for r in plan.records)
     n_alerts = len(h.evaluator.alert_states)
-    assert kinds == ["a"] * n_alerts + ["w"]
+    assert kinds == ["a"] * n_alerts + ["c", "w"]
     assert plan.windows == [WindowKey("m", "1", T0_MS)]
     assert all(r.partition == 0 for r in plan.records)
     assert h.store.checkpoint(only={1}).records == []  # another partition: nothing
