@@ -46,6 +46,13 @@ from streamproc.checks.lifecycle import LifecyclePolicy
 from streamproc.checks.policy import EvaluationPolicy
 from streamproc.checks.result import CHECK_NAMES
 from streamproc.checks.service_checks import ServicePolicy
+from streamproc.contracts.limits import (
+    DEFAULT_MAX_CATEGORY_BYTES,
+    DEFAULT_MAX_FEATURES,
+    DEFAULT_MAX_FUTURE_SKEW_MS,
+    DEFAULT_MAX_MESSAGE_BYTES,
+    DecodeLimits,
+)
 from streamproc.core.thresholds import DEFAULT_THRESHOLDS
 from streamproc.errors import UsageError
 
@@ -165,7 +172,32 @@ class ServiceConfig:
 
 @dataclass(frozen=True)
 class LimitsConfig:
-    max_message_bytes: int = field(default=1 << 20, metadata={"kind": "size"})
+    """Bounds on input records (see streamproc/contracts/limits.py); defaults: DecodeLimits."""
+
+    max_message_bytes: int = field(default=DEFAULT_MAX_MESSAGE_BYTES, metadata={"kind": "size"})
+    """Larger records are dead-lettered as ``oversized``."""
+    max_features: int = DEFAULT_MAX_FEATURES
+    """Records with more features are dead-lettered as ``too_many_features``."""
+    max_category_bytes: int = field(default=DEFAULT_MAX_CATEGORY_BYTES, metadata={"kind": "size"})
+    """Longer string feature values and predicted labels (UTF-8 bytes) are capped: a prefix,
+    ``…#`` and 16 hex digits of their SHA-256 (at least 32)."""
+    max_future_skew_ms: int = _duration_field(DEFAULT_MAX_FUTURE_SKEW_MS)
+    """Event time allowed ahead of the wall clock; later records are dead-lettered as
+    ``future_timestamp``."""
+
+    def __post_init__(self) -> None:
+        try:
+            self.decode_limits()
+        except ValueError as exc:
+            raise ConfigError(f"bad [limits]: {exc}") from None
+
+    def decode_limits(self) -> DecodeLimits:
+        """The decoders' limits (``limits=`` of ``fast_decode`` / ``decode_predictions``)."""
+        return DecodeLimits(
+            max_message_bytes=self.max_message_bytes,
+            max_features=self.max_features,
+            max_category_bytes=self.max_category_bytes,
+        )
 
 
 @dataclass(frozen=True)
@@ -182,6 +214,11 @@ class AlertsConfig:
     runbook_urls: Mapping[str, str] = field(default_factory=_empty)
     """Per-check runbook link, overriding ``runbook_base_url#<check-anchor>``."""
     allow_raw_values_in_alerts: bool = _LIFECYCLE.allow_raw_values
+    """Show every category value raw in evidence (sensitive features excepted)."""
+    raw_value_min_records: int = _LIFECYCLE.raw_value_min_records
+    """Show a category value raw when at least this many records carry it (else a token)."""
+    sensitive_features: Mapping[str, tuple[str, ...]] = field(default_factory=_empty)
+    """Per model (``"*"``: every model): features whose values are always tokenized."""
 
 
 @dataclass(frozen=True)
@@ -278,6 +315,10 @@ class MonitorConfig:
             runbook_base_url=self.alerts.runbook_base_url,
             runbook_urls=self.alerts.runbook_urls,
             allow_raw_values=self.alerts.allow_raw_values_in_alerts,
+            raw_value_min_records=self.alerts.raw_value_min_records,
+            sensitive_features=MappingProxyType(
+                {m: frozenset(fs) for m, fs in self.alerts.sensitive_features.items()}
+            ),
         )
 
 
@@ -389,6 +430,10 @@ def _convert(f: dataclasses.Field[Any], value: object) -> Any:
         return parse_duration_ms(value)
     if kind == "size":
         return parse_size(value)
+    if f.name == "raw_value_min_records":
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"expected an integer >= 1, got {value!r}")
+        return value
     default = f.default
     if isinstance(default, bool):
         return _parse_bool(value)
@@ -420,6 +465,12 @@ def _convert(f: dataclasses.Field[Any], value: object) -> Any:
             isinstance(v, list) and all(isinstance(x, str) for x in v) for v in value.values()
         ):
             raise ValueError('expected a table of model = ["version", ...]')
+        return _frozen({k: tuple(v) for k, v in value.items()})
+    if f.name == "sensitive_features":
+        if not isinstance(value, Mapping) or not all(
+            isinstance(v, list) and all(isinstance(x, str) and x for x in v) for v in value.values()
+        ):
+            raise ValueError('expected a table of model (or "*") = ["feature", ...]')
         return _frozen({k: tuple(v) for k, v in value.items()})
     raise ValueError(f"unsupported option {f.name}")  # pragma: no cover
 

@@ -6,10 +6,17 @@ follow Alertmanager's v2 API, so a forwarder can POST it to ``/api/v2/alerts`` v
 :func:`to_alertmanager` without knowing streamproc.
 
 Privacy: evidence may name categories (e.g. an unseen value of ``email_domain``); an
-unseen category seen a few times is effectively one record's raw value. Unless the
-caller allows raw values, every value under a raw-value key (:data:`RAW_VALUE_KEYS`) is
-replaced by a short stable token (``"~" + sha1[:10]``), so repeated alerts still show
-*which* category moved without revealing it.
+unseen category seen a few times is effectively one record's raw value, while a value
+many records share is not any one person's data. So a value under a raw-value key
+(:data:`RAW_VALUE_KEYS`) is shown as it is only when its evidence item says that at
+least ``min_records`` records carry it (:data:`COUNT_KEYS`: ``count``, the records of
+the window, or ``reference_count``, those of the reference profile; default
+:data:`DEFAULT_RAW_VALUE_MIN_RECORDS`). Every other one — rarer, without a count, or in a
+list (one count cannot vouch for each value of a list) — is replaced by a short stable
+token (``"~" + sha1[:10]``), so repeated alerts still show *which* category moved
+without revealing it. ``allow_raw_values`` shows every value; a ``sensitive`` feature's
+values are always tokenized, even then (sensitivity is declared per feature and wins
+over the blanket switch).
 """
 
 # No ``from __future__ import annotations`` here: on Python 3.11 it hides ``NotRequired``
@@ -90,6 +97,10 @@ ALERT_ID_NAMESPACE: Final = uuid.UUID("8d3b4f8e-4c7a-5b8e-9f8e-2f6a9c1d7e51")
 RAW_VALUE_KEYS: Final = frozenset(
     {"category", "categories", "value", "values", "example", "examples", "raw"}
 )
+COUNT_KEYS: Final = ("count", "reference_count")
+"""Keys of an evidence item giving how many records carry its raw value(s): ``count`` in
+the evaluated window, ``reference_count`` in the reference profile."""
+DEFAULT_RAW_VALUE_MIN_RECORDS: Final = 5
 MAX_EVIDENCE_ITEMS: Final = 10
 
 _VERB: Final = {
@@ -194,22 +205,59 @@ def _redact(value: Any) -> Any:
     return _token(value)
 
 
-def redact_evidence(evidence: Any, allow_raw_values: bool) -> Any:
-    """Evidence for a message: top :data:`MAX_EVIDENCE_ITEMS` items, raw values tokenized.
+def _records(item: dict[str, Any]) -> int:
+    """How many records the item says carry its value: the largest of its counts."""
+    counts = [item.get(k) for k in COUNT_KEYS]
+    return max(
+        (
+            int(c)
+            for c in counts
+            if isinstance(c, int | float) and not isinstance(c, bool) and math.isfinite(c)
+        ),
+        default=0,
+    )
 
-    Works on a list of dicts or a dict (nested dicts and lists are walked).
+
+def redact_evidence(
+    evidence: Any,
+    allow_raw_values: bool = False,
+    *,
+    min_records: int = DEFAULT_RAW_VALUE_MIN_RECORDS,
+    sensitive: bool = False,
+) -> Any:
+    """Evidence for a message: top :data:`MAX_EVIDENCE_ITEMS` items, rare values tokenized.
+
+    Works on a list of dicts or a dict (nested dicts and lists are walked; each dict is
+    judged by its own counts). A scalar under a :data:`RAW_VALUE_KEYS` key stays raw when
+    the dict's largest :data:`COUNT_KEYS` count is at least ``min_records``, or
+    ``allow_raw_values`` is set; lists of values stay raw only with ``allow_raw_values``.
+    ``sensitive`` tokenizes every such value regardless.
+
+    >>> items = [{"category": "50%", "count": 812}, {"category": "jane@x.io", "count": 1}]
+    >>> [item["category"] for item in redact_evidence(items)]
+    ['50%', '~4e5b9946d3']
+    >>> [item["category"] for item in redact_evidence(items, sensitive=True)][0]
+    '~073a4e59ea'
     """
     if isinstance(evidence, list):
-        return [redact_evidence(item, allow_raw_values) for item in evidence[:MAX_EVIDENCE_ITEMS]]
+        return [
+            redact_evidence(item, allow_raw_values, min_records=min_records, sensitive=sensitive)
+            for item in evidence[:MAX_EVIDENCE_ITEMS]
+        ]
     if isinstance(evidence, dict):
-        return {
-            k: (
-                _redact(v)
-                if k in RAW_VALUE_KEYS and not allow_raw_values
-                else redact_evidence(v, allow_raw_values)
+        common = _records(evidence) >= min_records
+        out: dict[str, Any] = {}
+        for k, v in evidence.items():
+            if k in RAW_VALUE_KEYS:
+                scalar = not isinstance(v, list | tuple | dict)
+                raw = not sensitive and (allow_raw_values or (scalar and common))
+                if not raw:
+                    out[k] = _redact(v)
+                    continue
+            out[k] = redact_evidence(
+                v, allow_raw_values, min_records=min_records, sensitive=sensitive
             )
-            for k, v in evidence.items()
-        }
+        return out
     if isinstance(evidence, float) and not math.isfinite(evidence):
         return None
     return evidence
@@ -242,6 +290,8 @@ def build_alert(
     emitted_at_ms: int,
     runbook_url: str,
     allow_raw_values: bool = False,
+    raw_value_min_records: int = DEFAULT_RAW_VALUE_MIN_RECORDS,
+    sensitive: bool = False,
     previous_severity: Severity | None = None,
 ) -> AlertMessage:
     """The alert message for ``result`` in the given lifecycle state.
@@ -249,7 +299,9 @@ def build_alert(
     ``status`` is ``firing`` or ``resolved``; ``reason`` says why the message exists
     (``fired``, ``escalated``, ``renotify``, ``resolved``); anything else is a
     ``ValueError``. The summary is the check's own ``result.summary`` when set, else
-    :func:`summarize`.
+    :func:`summarize`. The evidence goes through :func:`redact_evidence` with
+    ``allow_raw_values``, ``raw_value_min_records`` and ``sensitive`` (whether the
+    result's feature is declared sensitive).
     """
     if status not in _STATUSES:
         raise ValueError(f"alert status must be one of {sorted(_STATUSES)}, got {status!r}")
@@ -296,7 +348,12 @@ def build_alert(
         "n_reference": int(result.n_reference),
         "n_current": int(result.n_current),
         "summary": summary,
-        "evidence": redact_evidence(result.evidence, allow_raw_values),
+        "evidence": redact_evidence(
+            result.evidence,
+            allow_raw_values,
+            min_records=raw_value_min_records,
+            sensitive=sensitive,
+        ),
         "runbook_url": runbook_url,
         "started_at": rfc3339(started_at_ms),
         "resolved_at": rfc3339(resolved_at_ms) if resolved_at_ms is not None else None,

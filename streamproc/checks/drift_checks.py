@@ -11,7 +11,10 @@ All read one :class:`~streamproc.core.drift.FeatureDrift` per feature (computed 
 
 The result reports the worst breached statistic, or PSI (the primary statistic) when
 clean. Evidence: the top shifted bins (numeric) or categories (categorical) from the
-FeatureDrift, then one ``{"statistics": {...}}`` item with every statistic computed.
+FeatureDrift, then one ``{"statistics": {...}}`` item with every statistic computed. A
+category item carries ``count`` and ``reference_count`` (the records with that category
+in the window and in the reference), by which alert messages decide whether the value
+may be shown raw.
 
 Predictions use the feature names of :mod:`streamproc.core.drift`: ``"__prediction__"``
 (score distribution) and ``"__predicted_label__"`` (predicted-label shares), so each has

@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Final, Literal
 
-from streamproc.checks.alerts import Alert, build_alert
+from streamproc.checks.alerts import DEFAULT_RAW_VALUE_MIN_RECORDS, Alert, build_alert
 from streamproc.checks.result import CheckResult, Severity, fingerprint
 
 Status = Literal["firing", "resolved"]
@@ -44,7 +44,11 @@ class LifecyclePolicy:
 
     ``runbook_urls`` overrides the runbook link per check; otherwise it is
     ``runbook_base_url + "#" + check.replace("_", "-")`` (the docs/RUNBOOK.md anchors).
-    ``allow_raw_values``: keep raw category values in evidence (default: tokenized).
+    Evidence values (see :func:`~streamproc.checks.alerts.redact_evidence`): a category
+    value is shown raw when at least ``raw_value_min_records`` records carry it, and as
+    a stable token otherwise; ``allow_raw_values`` shows every value raw; the features
+    in ``sensitive_features`` (model name, or ``"*"`` for every model → feature names)
+    are always tokenized, even with ``allow_raw_values``.
     These defaults are the only copy: [lifecycle] and [alerts] of :mod:`streamproc.config`
     take theirs from them.
     """
@@ -56,6 +60,10 @@ class LifecyclePolicy:
     runbook_base_url: str = DEFAULT_RUNBOOK_BASE_URL
     runbook_urls: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     allow_raw_values: bool = False
+    raw_value_min_records: int = DEFAULT_RAW_VALUE_MIN_RECORDS
+    sensitive_features: Mapping[str, frozenset[str]] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
 
     def __post_init__(self) -> None:
         if not 1 <= self.fire_after <= self.fire_window:
@@ -66,6 +74,17 @@ class LifecyclePolicy:
             raise ValueError(f"resolve_after (K) must be >= 1, got {self.resolve_after}")
         if self.renotify_ms <= 0:
             raise ValueError(f"renotify_ms must be > 0, got {self.renotify_ms}")
+        if self.raw_value_min_records < 1:
+            raise ValueError(
+                f"raw_value_min_records must be >= 1, got {self.raw_value_min_records}"
+            )
+
+    def is_sensitive(self, model: str, feature: str | None) -> bool:
+        """Whether ``feature`` of ``model`` is declared sensitive (for this model or
+        under ``"*"``); a model-level result (no feature) is not."""
+        if feature is None:
+            return False
+        return any(feature in self.sensitive_features.get(m, ()) for m in (model, "*"))
 
     def runbook_url(self, check: str) -> str:
         """Runbook link for ``check``."""
@@ -236,5 +255,7 @@ def _message(
         emitted_at_ms=now_ms,
         runbook_url=policy.runbook_url(result.check),
         allow_raw_values=policy.allow_raw_values,
+        raw_value_min_records=policy.raw_value_min_records,
+        sensitive=policy.is_sensitive(result.model, result.feature),
         previous_severity=previous_severity,
     )

@@ -19,8 +19,10 @@
   (a fraud model predicts "legit" 99.5% of the time), so then only a fully constant
   output (share 1) is flagged.
 
-Raw category values appear only in evidence under the ``category`` key (tokenized in
-alert messages unless raw values are allowed), never in summaries.
+Raw category values appear only in evidence under the ``category`` (or ``value``) key,
+never in summaries, and each such evidence item carries ``count``, the records of the
+window with that value: alert messages show the value raw only when enough records
+share it (see :func:`streamproc.checks.alerts.redact_evidence`).
 """
 
 from __future__ import annotations
@@ -214,12 +216,13 @@ def cardinality_result(
     )
 
 
-def _top_label(prof: FeatureProfile) -> tuple[str, float]:
+def _top_label(prof: FeatureProfile) -> tuple[str, float, int]:
+    """(most common label, its share, its count)."""
     top = prof.top_categories(1)
     total = prof.categories.total if prof.categories is not None else 0
     if not top or total <= 0:
-        return "", 0.0
-    return top[0][0], top[0][1] / total
+        return "", 0.0, 0
+    return top[0][0], top[0][1] / total, int(top[0][1])
 
 
 def _top_score(prof: FeatureProfile) -> tuple[float, float]:
@@ -251,16 +254,18 @@ def degenerate_output_result(
 
     lab, ref_lab = current.predicted_label, reference.predicted_label
     if lab is not None and lab.valid_count >= policy.degenerate_min_samples:
-        cat, share = _top_label(lab)
+        cat, share, count = _top_label(lab)
         ref_share = _top_label(ref_lab)[1] if ref_lab is not None else 0.0
-        add("top_label_share", share, ref_share, {"output": "predicted_label", "category": cat})
+        item: dict[str, Any] = {"output": "predicted_label", "category": cat, "count": count}
+        add("top_label_share", share, ref_share, item)
         n_cur = max(n_cur, lab.valid_count)
         n_ref = max(n_ref, ref_lab.valid_count if ref_lab is not None else 0)
     score, ref_score = current.prediction, reference.prediction
     if score is not None and score.valid_count >= policy.degenerate_min_samples:
         value, share = _top_score(score)
         ref_share = _top_score(ref_score)[1] if ref_score is not None else 0.0
-        item = {"output": "prediction", "value": value, "std": score.std}
+        count = int(share * score.valid_count)  # records at the top score (rounded down)
+        item = {"output": "prediction", "value": value, "count": count, "std": score.std}
         add("top_score_share", share, ref_share, item)
         n_cur = max(n_cur, score.valid_count)
         n_ref = max(n_ref, ref_score.valid_count if ref_score is not None else 0)

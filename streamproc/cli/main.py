@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "streamproc.cli.worker_cmd",
     "streamproc.cli.demo_cmd",
     "streamproc.cli.alerts_cmd",
+    "streamproc.cli.inspect_cmd",
 )
 
 

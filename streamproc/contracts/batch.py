@@ -128,6 +128,10 @@ class DecodeResult:
     batches: dict[BatchKey, PredictionBatch]
     """Keyed by (model, version), or (model, version, window start ms) with ``window_ms``."""
     rejects: list[Reject] = field(default_factory=list)
+    truncated_values: int = 0
+    """String feature values and predicted labels of accepted rows that were longer than
+    ``max_category_bytes`` and replaced by their capped form
+    (:func:`~streamproc.contracts.limits.cap_category`)."""
 
     @property
     def n_accepted(self) -> int:

@@ -5,14 +5,19 @@ orjson decoder (:mod:`streamproc.contracts.prediction`) checks the field types, 
 fast path (:mod:`streamproc.contracts.fast_decode`) builds its explicit schema from the
 Arrow types.
 
-Timestamps are RFC 3339 strings with a UTC offset, or epoch numbers: a number above
-:data:`MS_THRESHOLD` (1e11) is epoch *milliseconds* (1e11 s is the year 5138, 1e11 ms is
-1973), otherwise epoch seconds. Negative, non-finite or larger than :data:`MAX_EPOCH_MS`
-(1e14, i.e. microsecond epochs) numbers are rejected.
+Timestamps (:func:`parse_timestamp`) are RFC 3339 strings with an explicit UTC offset
+(``YYYY-MM-DDTHH:MM:SS[.fraction](Z|±hh:mm)``: no week or ordinal dates, no basic format,
+no missing offset), or epoch numbers: below :data:`MAX_EPOCH_S` epoch *seconds*, from
+:data:`MS_THRESHOLD` (1e12, 2001-09-09 in ms) to :data:`MAX_EPOCH_MS` epoch
+*milliseconds*; any other number (negative, non-finite, or in between, where seconds
+would lie past 2099 and milliseconds before 2001) is rejected. Either way the instant must
+lie in [:data:`MIN_EPOCH_S`, :data:`MAX_EPOCH_S`): 1970-01-01T00:00:00Z up to, not
+including, 2100-01-01T00:00:00Z.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -102,41 +107,82 @@ SCORE_ARROW: Final = pa.float64()
 
 # ----------------------------------------------------------------------- timestamps
 
-MS_THRESHOLD: Final = 1e11
-"""Epoch numbers above this are milliseconds, at or below it seconds."""
-MAX_EPOCH_MS: Final = 1e14
-"""Largest accepted epoch number (milliseconds: the year 5138)."""
+MIN_EPOCH_S: Final = 0
+"""Earliest accepted event time, epoch seconds: 1970-01-01T00:00:00Z."""
+MAX_EPOCH_S: Final = 4_102_444_800
+"""First rejected event time, epoch seconds: 2100-01-01T00:00:00Z (years 1970–2099)."""
+MS_THRESHOLD: Final = 1e12
+"""Epoch numbers from this on are milliseconds (2001-09-09T01:46:40Z); below
+:data:`MAX_EPOCH_S` they are seconds; in between they are rejected as ambiguous."""
+MAX_EPOCH_MS: Final = MAX_EPOCH_S * 1000
+"""First rejected epoch number in milliseconds."""
+
+_RFC3339_SCALAR: Final = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?"
+    r"(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
+)
+"""RFC 3339 ``date-time`` (section 5.6, ``T`` and ``Z`` in either case); the values of the
+fields are checked by ``datetime``."""
+_NO_OFFSET: Final = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?"
+)
+
+
+def is_rfc3339(value: str) -> bool:
+    """Whether ``value`` is an RFC 3339 ``date-time`` with an explicit UTC offset (the
+    string rule of :func:`parse_timestamp`, without its range)."""
+    return _rfc3339_datetime(value) is not None
+
+
+def _rfc3339_datetime(value: str) -> datetime | None:
+    if _RFC3339_SCALAR.fullmatch(value) is None:
+        return None
+    try:  # fromisoformat reads every such string, 'z' aside; checks the field values
+        return datetime.fromisoformat(value[:-1] + "Z" if value[-1] == "z" else value)
+    except ValueError:
+        return None
 
 
 def parse_timestamp(value: object) -> float:
     """Event time as float epoch seconds; raises ``ValueError`` (message: why) if unusable.
 
-    Accepts an RFC 3339 string with a UTC offset (any form ``datetime.fromisoformat``
-    reads), or epoch seconds / milliseconds (numbers above 1e11 are milliseconds).
+    Accepts an RFC 3339 string with an explicit UTC offset, or epoch seconds (below
+    :data:`MAX_EPOCH_S`) or milliseconds (from :data:`MS_THRESHOLD` up to
+    :data:`MAX_EPOCH_MS`); the instant must lie in 1970–2099 (see the module docstring).
+    Fractions beyond microseconds are truncated.
     """
     tv = type(value)
     if tv is float or tv is int:
         ts = float(value)  # type: ignore[arg-type]
-        if not (0.0 <= ts <= MAX_EPOCH_MS):  # also rejects NaN
-            raise ValueError(f"epoch timestamp out of range: {value!r}")
-        return ts / 1000.0 if ts > MS_THRESHOLD else ts
+        if MIN_EPOCH_S <= ts < MAX_EPOCH_S:  # also rejects NaN
+            return ts
+        if MS_THRESHOLD <= ts < MAX_EPOCH_MS:
+            return ts / 1000.0
+        raise ValueError(
+            f"epoch timestamp out of range: {value!r} (seconds below {MAX_EPOCH_S} or "
+            f"milliseconds from {MS_THRESHOLD:.0f} below {MAX_EPOCH_MS}: years 1970-2099)"
+        )
     if tv is str:
-        try:
-            parsed = datetime.fromisoformat(value)  # type: ignore[arg-type]
-        except ValueError:
-            raise ValueError(f"not an RFC 3339 timestamp: {value!r:.64}") from None
-        if parsed.tzinfo is None:
-            raise ValueError(f"timestamp has no UTC offset: {value!r:.64}")
-        return parsed.timestamp()
+        text: str = value  # type: ignore[assignment]
+        parsed = _rfc3339_datetime(text)
+        if parsed is None:
+            if _NO_OFFSET.fullmatch(text):
+                raise ValueError(f"timestamp has no UTC offset: {value!r:.64}")
+            raise ValueError(f"not an RFC 3339 timestamp: {value!r:.64}")
+        ts = parsed.timestamp()
+        if not (MIN_EPOCH_S <= ts < MAX_EPOCH_S):
+            raise ValueError(f"timestamp out of range (years 1970-2099): {value!r:.64}")
+        return ts
     raise ValueError(f"timestamp must be a string or number: {value!r:.64}")
 
 
 def epoch_seconds(x: np.ndarray) -> np.ndarray | None:
     """:func:`parse_timestamp` on float64 epoch numbers, vectorized: epoch seconds, or
     None if any value would be rejected."""
-    if not ((x >= 0.0) & (x <= MAX_EPOCH_MS)).all():  # NaN fails too
+    seconds = (x >= MIN_EPOCH_S) & (x < MAX_EPOCH_S)  # NaN fails both
+    if not (seconds | ((x >= MS_THRESHOLD) & (x < MAX_EPOCH_MS))).all():
         return None
-    return np.where(x > MS_THRESHOLD, x / 1000.0, x)
+    return np.where(seconds, x, x / 1000.0)
 
 
 RFC3339: Final = (
@@ -151,8 +197,8 @@ _DAYS_IN_MONTH: Final = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30,
 def rfc3339_seconds(col: pa.Array) -> np.ndarray | None:
     """:func:`parse_timestamp` on strict RFC 3339 strings (:data:`RFC3339`), vectorized:
     epoch seconds, or None if any string is not of that exact form (the scalar rule may
-    still accept it), names an invalid date or time, or lies where float microseconds are
-    inexact."""
+    still accept it: a lower-case ``t``/``z``, more than six fraction digits), names an
+    invalid date or time, or lies outside 1970–2099."""
     if not pc.all(pc.match_substring_regex(col, RFC3339)).as_py():
         return None
     parts = pc.extract_regex(col, RFC3339)
@@ -194,8 +240,8 @@ def rfc3339_seconds(col: pa.Array) -> np.ndarray | None:
     )
     sign = np.where(_np(pc.equal(parts.field("sign"), "-")), -1, 1)
     seconds = days * 86400 + h * 3600 + mi * 60 + sec - sign * (oh * 3600 + om * 60)
-    if not (np.abs(seconds) < 2**53 // 1_000_000 - 1).all():
-        return None
+    if not ((seconds >= MIN_EPOCH_S) & (seconds < MAX_EPOCH_S)).all():
+        return None  # the range of parse_timestamp (whole seconds decide it)
     micros = seconds * 1_000_000 + frac  # exact int64; exact as float64 below 2**53
     return micros / 1e6  # timedelta.total_seconds(): micros / 10**6, correctly rounded
 

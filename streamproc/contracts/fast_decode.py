@@ -17,11 +17,14 @@ and the caller runs ``decode_predictions`` on the whole batch. The reasons (a cl
 ``needs_validation``
     a record the orjson decoder rejects or must check one by one: a tombstone, empty or
     oversized value; a missing, null or wrongly typed required field; a null or missing
-    ``prediction.label``; a negative ``latency_ms``.
+    ``prediction.label``; a negative ``latency_ms``; more than ``limits.max_features``
+    features.
 ``parse_error``
     a value the explicit-schema parse cannot take: malformed JSON, not starting with
     ``{``, not an object, more than one JSON value, non-UTF-8 bytes, a value of another
-    JSON type than the first record's for that field, an unexpected or duplicate key.
+    JSON type than the first record's for that field, an unexpected or duplicate key
+    (pyarrow raises "specified twice" for a key repeated in any object of the schema,
+    so a batch the orjson decoder would reject as ``duplicate_key`` is never taken).
 ``unknown_model``
     ``kinds_for`` has no feature kinds for the first record's (model, version).
 ``unsupported_shape``
@@ -33,9 +36,13 @@ and the caller runs ``decode_predictions`` on the whole batch. The reasons (a cl
 ``mixed_models``
     records of more than one (model, version).
 ``bad_timestamp``
-    a ``timestamp`` or ``features_as_of`` out of the epoch range, or a timestamp string
-    that is not strict RFC 3339 (:data:`~streamproc.contracts.envelope.RFC3339`; the
-    orjson decoder may still accept it).
+    a ``timestamp`` or ``features_as_of`` out of the range (1970–2099) or later than
+    ``max_event_ms``, or a timestamp string that is not strict RFC 3339
+    (:data:`~streamproc.contracts.envelope.RFC3339`; the orjson decoder may still accept
+    it).
+``long_value``
+    a string feature value or predicted label longer than ``limits.max_category_bytes``
+    UTF-8 bytes (the orjson decoder caps it).
 ``unsupported_literal``
     a literal the two parsers read differently: ``NaN``/``Infinity`` (orjson rejects
     them, pyarrow does not), an integer ``-0`` (orjson: int 0, pyarrow: float -0.0), a
@@ -77,7 +84,7 @@ from streamproc.contracts.envelope import (
     rfc3339_seconds,
     window_start_ms,
 )
-from streamproc.contracts.prediction import DEFAULT_MAX_MESSAGE_BYTES
+from streamproc.contracts.limits import DecodeLimits, resolve_limits
 
 KindsFor = Callable[[str, str], Mapping[str, Any] | None]
 """(model, version) → feature name → kind (``FeatureKind`` or its string), or None when
@@ -93,6 +100,7 @@ DeclineReason = Literal[
     "bad_timestamp",
     "unsupported_literal",
     "missing_feature",
+    "long_value",
 ]
 DECLINE_REASONS: Final[tuple[DeclineReason, ...]] = get_args(DeclineReason)
 """Every reason :func:`fast_decode` can give (see the module docstring)."""
@@ -130,30 +138,37 @@ def fast_decode(
     values: Sequence[bytes | bytearray | memoryview | None],
     *,
     kinds_for: KindsFor,
-    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    max_message_bytes: int | None = None,
     keep_request_ids: bool = False,
     window_ms: int | None = None,
+    limits: DecodeLimits | None = None,
+    max_event_ms: int | None = None,
 ) -> DecodeResult | FastPathDeclined:
     """``decode_predictions``' result for a clean batch of one (model, version), or why not.
 
     ``kinds_for`` must accept exactly the models ``decode_predictions``' ``known_models``
-    accepts (returning None for the others).
+    accepts (returning None for the others); ``max_message_bytes``, ``limits`` and
+    ``max_event_ms`` are ``decode_predictions``' and must be the same values.
     """
     try:
-        n = _check_values(values, max_message_bytes)
+        lim = resolve_limits(limits, max_message_bytes)
+        n = _check_values(values, lim.max_message_bytes)
         model, version, first = _first_record(values)
         kinds = kinds_for(model, version)
         if not kinds:
             raise _Decline("unknown_model")
         schema, keys = _schema_for(first, kinds)
+        if len(first["features"]) > lim.max_features:  # the schema's: no record has more
+            raise _Decline("needs_validation")
         joined, cols = _read(values, schema)
         _check_envelope(cols)
-        ts = _timestamps(cols["timestamp"])
+        ts = _timestamps(cols["timestamp"], max_event_ms)
         feats: pa.StructArray = cols["features"]
         features = {f.name: feats.field(j) for j, f in enumerate(feats.type)}
         strings = _check_literals(cols, features, joined)
         _check_feature_keys(features, keys, strings, joined, per_record=_n_keys(schema), n=n)
         scores, labels = _predictions(cols["prediction"], n)
+        _check_lengths(features, cols["prediction"], lim.max_category_bytes)
         whole = PredictionBatch(
             model=model,
             model_version=version,
@@ -166,7 +181,7 @@ def fast_decode(
             latency_ms=_latency(cols.get("latency_ms"), n),
             fallback=_flag(cols.get("fallback"), n),
             error=_flag(cols.get("error"), n),
-            features_as_of=_features_as_of(cols.get("features_as_of"), n),
+            features_as_of=_features_as_of(cols.get("features_as_of"), n, max_event_ms),
             segments=[None] * n,
             request_ids=cols["request_id"].to_pylist() if keep_request_ids else None,
         )
@@ -297,12 +312,17 @@ def _check_envelope(cols: dict[str, pa.Array]) -> None:
         raise _Decline("mixed_models")
 
 
-def _timestamps(col: pa.Array) -> np.ndarray:
+def _timestamps(col: pa.Array, max_event_ms: int | None) -> np.ndarray:
     """float64 event times, epoch seconds."""
     ts = rfc3339_seconds(col) if pa.types.is_string(col.type) else epoch_seconds(_np(col))
-    if ts is None:
+    if ts is None or _future(ts, max_event_ms):
         raise _Decline("bad_timestamp")
     return ts
+
+
+def _future(seconds: np.ndarray, max_event_ms: int | None) -> bool:
+    """Any time later than ``max_event_ms`` (the orjson decoder's test, element-wise)."""
+    return max_event_ms is not None and bool((seconds * 1000 > max_event_ms).any())
 
 
 def _check_literals(
@@ -374,6 +394,19 @@ def _predictions(pred: pa.Array, n: int) -> tuple[np.ndarray, list[Any]]:
     return np.full(n, np.nan), pred.to_pylist()
 
 
+def _check_lengths(features: dict[str, pa.Array], pred: pa.Array, max_bytes: int) -> None:
+    """No string feature value or label longer than ``max_bytes`` UTF-8 bytes."""
+    columns = [c for c in features.values() if pa.types.is_string(c.type)]
+    if pa.types.is_struct(pred.type):
+        pred = pred.field("label")
+    if pa.types.is_string(pred.type):
+        columns.append(pred)
+    for col in columns:
+        longest = pc.max(pc.binary_length(col)).as_py()
+        if longest is not None and longest > max_bytes:
+            raise _Decline("long_value")
+
+
 def _latency(col: pa.Array | None, n: int) -> np.ndarray:
     """float64 milliseconds, NaN when absent."""
     if col is None:
@@ -393,7 +426,7 @@ def _flag(col: pa.Array | None, n: int) -> np.ndarray:
     return _np(pc.fill_null(col, False)).astype(np.bool_, copy=False)
 
 
-def _features_as_of(col: pa.Array | None, n: int) -> np.ndarray:
+def _features_as_of(col: pa.Array | None, n: int, max_event_ms: int | None) -> np.ndarray:
     """float64 epoch seconds, NaN when absent."""
     out = np.full(n, np.nan)
     if col is None:
@@ -401,7 +434,7 @@ def _features_as_of(col: pa.Array | None, n: int) -> np.ndarray:
     raw = _np(col)
     present = ~np.isnan(raw)
     checked = epoch_seconds(raw[present])
-    if checked is None:
+    if checked is None or _future(checked, max_event_ms):
         raise _Decline("bad_timestamp")
     out[present] = checked
     return out

@@ -10,14 +10,32 @@ once per record.
 * A broken envelope (a missing required field, a value of a type the envelope table does
   not accept, a bad timestamp) rejects the record with a stable reason code. ``null`` in
   an optional field means absent.
+* Bad input never wins: a record with a duplicate key in any of its JSON objects
+  (``duplicate_key``: orjson would silently keep the last), more than
+  ``limits.max_features`` features (``too_many_features``), or an event time or
+  ``features_as_of`` later than ``max_event_ms`` (``future_timestamp``) is rejected; a
+  string feature value or predicted label longer than ``limits.max_category_bytes`` UTF-8
+  bytes is replaced by its capped form (:func:`~streamproc.contracts.limits.cap_category`)
+  and counted in ``DecodeResult.truncated_values``.
 * Feature values are *not* type-checked here: a feature whose value is an object or
   array is passed through in its column, and the profile counts it as invalid for that
   feature. One bad feature never rejects a whole record.
+
+Duplicate keys cost one ``bytes.count`` per record: every key is followed by a colon
+outside any string, so the colons of the raw value, less those inside its top-level
+string values (when it has no escapes), bound its number of keys from above; when that
+bound is not above the keys of the decoded object, there is no duplicate. Otherwise the
+keys of the raw text are counted exactly (every string token, in order; a key is one
+followed by ``:``) and compared with the keys of the decoded objects at every depth.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Final
 
 import numpy as np
@@ -41,10 +59,18 @@ from streamproc.contracts.envelope import (
     parse_timestamp,
     window_start_ms,
 )
+from streamproc.contracts.limits import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    DecodeLimits,
+    cap_category,
+    resolve_limits,
+)
 
 __all__ = [
     "BAD_TIMESTAMP",
     "DEFAULT_MAX_MESSAGE_BYTES",
+    "DUPLICATE_KEY",
+    "FUTURE_TIMESTAMP",
     "MALFORMED_JSON",
     "MAX_EPOCH_MS",
     "MISSING_FIELD",
@@ -52,9 +78,11 @@ __all__ = [
     "NOT_AN_OBJECT",
     "OVERSIZED",
     "REASON_CODES",
+    "TOO_MANY_FEATURES",
     "UNKNOWN_MODEL",
     "WRONG_TYPE",
     "BatchKey",
+    "DecodeLimits",
     "DecodeResult",
     "PredictionBatch",
     "Reject",
@@ -71,6 +99,9 @@ BAD_TIMESTAMP: Final = "bad_timestamp"
 WRONG_TYPE: Final = "wrong_type"
 OVERSIZED: Final = "oversized"
 UNKNOWN_MODEL: Final = "unknown_model"
+FUTURE_TIMESTAMP: Final = "future_timestamp"
+DUPLICATE_KEY: Final = "duplicate_key"
+TOO_MANY_FEATURES: Final = "too_many_features"
 REASON_CODES: Final = (
     MALFORMED_JSON,
     NOT_AN_OBJECT,
@@ -79,9 +110,10 @@ REASON_CODES: Final = (
     WRONG_TYPE,
     OVERSIZED,
     UNKNOWN_MODEL,
+    FUTURE_TIMESTAMP,
+    DUPLICATE_KEY,
+    TOO_MANY_FEATURES,
 )
-
-DEFAULT_MAX_MESSAGE_BYTES: Final = 1 << 20
 
 _STRING_FIELDS: Final = tuple(
     f.name for f in FIELDS.values() if f.required and f.json_types == ("string",)
@@ -95,9 +127,24 @@ _OPT_LABEL: Final = LABEL_TYPES | {NoneType}
 _NUMBER_SET: Final = frozenset({int, float})
 _DICT_SET: Final = frozenset({dict})
 _NONE_SET: Final = frozenset({NoneType})
+_STRING_TOKEN: Final = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"(\s*:)?')
+"""One JSON string token, and the colon after it when it is a key. Scanning valid JSON
+from its start, every match begins at an opening quote (a quote outside a string always
+opens one), so the matches are exactly the string tokens, in order."""
 
 
-def _record_error(obj: dict[str, Any]) -> tuple[str, str] | None:
+@dataclass(slots=True)
+class _Context:
+    """Per-call settings of ``_finalize`` and what it counts."""
+
+    keep_request_ids: bool
+    max_event_ms: int | None
+    max_category_bytes: int
+    rejects: list[Reject]
+    truncated: int = 0
+
+
+def _record_error(obj: dict[str, Any], max_event_ms: int | None) -> tuple[str, str] | None:
     """Slow path: why a decoded object breaks the envelope, or None if it is fine.
 
     Used to explain a record that failed a fast check; the fast checks (per record in
@@ -137,19 +184,95 @@ def _record_error(obj: dict[str, Any]) -> tuple[str, str] | None:
     asof = obj.get("features_as_of")
     if asof is not None:
         try:
-            parse_timestamp(asof)
+            t = parse_timestamp(asof)
         except ValueError as exc:
             return BAD_TIMESTAMP, f"features_as_of: {exc}"
+        if max_event_ms is not None and t * 1000 > max_event_ms:
+            return FUTURE_TIMESTAMP, f"features_as_of: {_ahead(t, max_event_ms)}"
     return None
+
+
+def _ahead(t: float, max_event_ms: int) -> str:
+    return f"{t * 1000 - max_event_ms:.0f} ms after the latest allowed event time"
+
+
+def _shallow_keys(obj: dict[str, Any]) -> int:
+    """Keys of the record and of its ``features``, ``prediction`` and ``segment`` objects."""
+    n = len(obj)
+    for name in ("features", "prediction", "segment"):
+        value = obj.get(name)
+        if type(value) is dict:
+            n += len(value)
+    return n
+
+
+def _duplicate_key(raw: bytes, obj: dict[str, Any], n_keys: int) -> tuple[str, str] | None:
+    """``(duplicate_key, detail)`` if some JSON object of ``raw`` (decoded: ``obj``, with
+    ``n_keys`` keys by :func:`_shallow_keys`) repeats a key, else None. Exact."""
+    bound = raw.count(b":")  # >= keys in the text: each key has one outside any string
+    if bound <= n_keys:
+        return None
+    if b"\\" not in raw:  # without escapes a string's raw colons are its decoded ones
+        for value in obj.values():
+            if type(value) is str:
+                bound -= value.count(":")
+        if bound <= n_keys:
+            return None
+        for name in ("features", "prediction", "segment"):
+            nested = obj.get(name)
+            if type(nested) is dict:
+                for value in nested.values():
+                    if type(value) is str:
+                        bound -= value.count(":")
+        if bound <= n_keys:
+            return None
+    marks = _STRING_TOKEN.findall(raw)
+    if len(marks) - marks.count(b"") <= _decoded_keys(obj):
+        return None
+    return DUPLICATE_KEY, _duplicate_detail(raw)
+
+
+def _decoded_keys(obj: dict[str, Any]) -> int:
+    """Keys of every object in ``obj``, at any depth."""
+    n = 0
+    stack: list[Any] = [obj]
+    while stack:
+        node = stack.pop()
+        children = node.values() if type(node) is dict else node
+        if type(node) is dict:
+            n += len(node)
+        stack.extend(c for c in children if type(c) is dict or type(c) is list)
+    return n
+
+
+def _duplicate_detail(raw: bytes) -> str:
+    found: list[str] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        obj = dict(items)
+        if not found and len(obj) < len(items):
+            seen: set[str] = set()
+            for key, _ in items:
+                if key in seen:
+                    found.append(key)
+                    break
+                seen.add(key)
+        return obj
+
+    with contextlib.suppress(ValueError, RecursionError):  # orjson read it: no ValueError
+        json.loads(raw, object_pairs_hook=pairs)
+    return f"duplicate key {found[0]!r:.64} in a JSON object" if found else "duplicate key"
 
 
 def decode_predictions(
     values: Sequence[bytes | bytearray | memoryview | None],
     *,
     known_models: Callable[[str], bool] | frozenset[str] | set[str] | None = None,
-    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    max_message_bytes: int | None = None,
     keep_request_ids: bool = False,
     window_ms: int | None = None,
+    limits: DecodeLimits | None = None,
+    max_event_ms: int | None = None,
 ) -> DecodeResult:
     """Decode raw Kafka values into per-(model, version) columnar batches plus rejects.
 
@@ -161,7 +284,15 @@ def decode_predictions(
     for "unknown model" policy); records of other models are rejected as
     ``unknown_model``. ``None`` accepts every model. Never raises on bad input: every
     record ends up either in exactly one batch row or in ``rejects`` (sorted by position).
+
+    ``limits``: the per-record bounds (default :class:`DecodeLimits`); the older
+    ``max_message_bytes`` keyword still works on its own (not with ``limits``).
+    ``max_event_ms``: latest allowed event time in epoch ms (the caller's wall clock plus
+    the allowed skew); a record whose ``timestamp`` or ``features_as_of`` is later (in ms,
+    ``seconds * 1000 > max_event_ms``) is rejected as ``future_timestamp``. None: no bound.
     """
+    lim = resolve_limits(limits, max_message_bytes)
+    max_bytes, max_features = lim.max_message_bytes, lim.max_features
     loads = orjson.loads
     decode_error = orjson.JSONDecodeError
     if known_models is None or callable(known_models):
@@ -173,15 +304,17 @@ def decode_predictions(
     unknown_keys: set[BatchKey] = set()
     rejects: list[Reject] = []
     reject = rejects.append
-    str_t, dict_t = str, dict
+    str_t, dict_t, bytes_t = str, dict, bytes
 
     for i, raw in enumerate(values):
         if raw is None:
             reject(Reject(i, MALFORMED_JSON, "empty value (tombstone)"))
             continue
-        if len(raw) > max_message_bytes:
-            reject(Reject(i, OVERSIZED, f"{len(raw)} bytes > limit {max_message_bytes}"))
+        if len(raw) > max_bytes:
+            reject(Reject(i, OVERSIZED, f"{len(raw)} bytes > limit {max_bytes}"))
             continue
+        if type(raw) is not bytes_t:
+            raw = bytes(raw)
         try:
             obj = loads(raw)
         except decode_error as exc:
@@ -194,22 +327,48 @@ def decode_predictions(
             model = obj["model"]
             version = obj["model_version"]
             ts = obj["timestamp"]
+            features = obj["features"]
+            pred = obj["prediction"]
             if (
                 type(model) is not str_t
                 or type(version) is not str_t
                 or type(obj["request_id"]) is not str_t
-                or type(obj["features"]) is not dict_t
-                or "prediction" not in obj
+                or type(features) is not dict_t
                 or not model
             ):
                 raise KeyError
         except KeyError:
-            reject(Reject(i, *(_record_error(obj) or (WRONG_TYPE, "invalid envelope"))))
+            problem = (
+                _duplicate_key(raw, obj, _shallow_keys(obj))
+                or _record_error(obj, max_event_ms)
+                or (WRONG_TYPE, "invalid envelope")
+            )
+            reject(Reject(i, *problem))
+            continue
+        n_keys = len(obj) + len(features)
+        if type(pred) is dict_t:
+            n_keys += len(pred)
+        segment = obj.get("segment")
+        if type(segment) is dict_t:
+            n_keys += len(segment)
+        colons = raw.count(b":")  # not above n_keys: no duplicate (the module docstring)
+        if colons > n_keys and type(ts) is str_t and b"\\" not in raw:
+            colons -= ts.count(":")  # the usual case: the colons of an RFC 3339 timestamp
+        if colons > n_keys:
+            duplicate = _duplicate_key(raw, obj, n_keys)
+            if duplicate is not None:
+                reject(Reject(i, *duplicate))
+                continue
+        if len(features) > max_features:
+            reject(Reject(i, TOO_MANY_FEATURES, f"{len(features)} features > limit {max_features}"))
             continue
         try:
             t = parse_timestamp(ts)
         except ValueError as exc:
             reject(Reject(i, BAD_TIMESTAMP, str(exc)))
+            continue
+        if max_event_ms is not None and t * 1000 > max_event_ms:
+            reject(Reject(i, FUTURE_TIMESTAMP, f"timestamp: {_ahead(t, max_event_ms)}"))
             continue
         key: BatchKey = (
             (model, version)
@@ -227,15 +386,16 @@ def decode_predictions(
         group[1].append(t)
         group[2].append(obj)
 
+    ctx = _Context(keep_request_ids, max_event_ms, lim.max_category_bytes, rejects)
     batches: dict[BatchKey, PredictionBatch] = {}
     n_rejects = len(rejects)
     for key, (idx, ts_list, objs) in groups.items():
-        batch = _finalize(key, idx, ts_list, objs, keep_request_ids, rejects)
+        batch = _finalize(key, idx, ts_list, objs, ctx)
         if batch is not None:
             batches[key] = batch
     if len(rejects) > n_rejects:
         rejects.sort(key=_position)
-    return DecodeResult(batches, rejects)
+    return DecodeResult(batches, rejects, truncated_values=ctx.truncated)
 
 
 def _position(r: Reject) -> int:
@@ -247,8 +407,7 @@ def _finalize(
     idx: list[int],
     ts: list[float],
     objs: list[dict[str, Any]],
-    keep_request_ids: bool,
-    rejects: list[Reject],
+    ctx: _Context,
 ) -> PredictionBatch | None:
     """Check the remaining envelope fields column-wise, then build the columns.
 
@@ -317,8 +476,11 @@ def _finalize(
                 )
             except ValueError:
                 ok = False
+            else:
+                if ctx.max_event_ms is not None and (asof * 1000 > ctx.max_event_ms).any():
+                    ok = False  # NaN (absent) compares False
     if not ok:
-        return _refinalize(key, idx, ts, objs, keep_request_ids, rejects)
+        return _refinalize(key, idx, ts, objs, ctx)
     assert asof is not None
 
     feats = [o["features"] for o in objs]
@@ -338,6 +500,9 @@ def _finalize(
         }
         missing = {name: len(rows) for name, rows in missing_rows.items()}
         missing_rows = {name: rows for name, rows in missing_rows.items() if len(rows)}
+    cap = ctx.max_category_bytes
+    ctx.truncated += sum(_cap_strings(col, cap) for col in features.values())
+    ctx.truncated += _cap_strings(labels, cap)
 
     return PredictionBatch(
         model=key[0],
@@ -355,8 +520,28 @@ def _finalize(
         error=np.array([bool(e) for e in error], dtype=np.bool_),
         features_as_of=asof,
         segments=segments,
-        request_ids=[o["request_id"] for o in objs] if keep_request_ids else None,
+        request_ids=[o["request_id"] for o in objs] if ctx.keep_request_ids else None,
     )
+
+
+def _cap_strings(col: list[Any], max_bytes: int) -> int:
+    """Replace the strings of ``col`` longer than ``max_bytes`` UTF-8 bytes by
+    :func:`cap_category` (in place); how many were."""
+    types = set(map(type, col))
+    if str not in types:
+        return 0
+    strings = col if len(types) == 1 else [v for v in col if type(v) is str]
+    short = max_bytes // 4  # a character is at most 4 UTF-8 bytes
+    if max(map(len, strings)) <= short:
+        return 0
+    count = 0
+    for j, v in enumerate(col):
+        if type(v) is str and len(v) > short:
+            capped = cap_category(v, max_bytes)
+            if capped is not v:
+                col[j] = capped
+                count += 1
+    return count
 
 
 def _refinalize(
@@ -364,13 +549,13 @@ def _refinalize(
     idx: list[int],
     ts: list[float],
     objs: list[dict[str, Any]],
-    keep_request_ids: bool,
-    rejects: list[Reject],
+    ctx: _Context,
 ) -> PredictionBatch | None:
     """Slow path: reject the records that break the envelope, finalize the rest."""
     keep: list[int] = []
+    rejects = ctx.rejects
     for j, obj in enumerate(objs):
-        problem = _record_error(obj)
+        problem = _record_error(obj, ctx.max_event_ms)
         if problem is None:
             keep.append(j)
         else:
@@ -386,6 +571,5 @@ def _refinalize(
         [idx[j] for j in keep],
         [ts[j] for j in keep],
         [objs[j] for j in keep],
-        keep_request_ids,
-        rejects,
+        ctx,
     )

@@ -8,12 +8,13 @@ document; :mod:`streamproc.contracts.prediction` checks the envelope in plain Py
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from jsonschema import Draft202012Validator, FormatChecker
+
+from streamproc.contracts.envelope import is_rfc3339
 
 _PACKAGE_SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
 #: The schemas shipped with the package (``streamproc/schemas``: package data in the
@@ -33,19 +34,17 @@ class SchemaError(ValueError):
 _FORMATS = FormatChecker()
 
 
-@_FORMATS.checks("date-time", raises=ValueError)
+@_FORMATS.checks("date-time")
 def _is_rfc3339(value: object) -> bool:
-    """RFC 3339 date-time: ISO 8601 with a 'T' separator and a mandatory UTC offset.
+    """RFC 3339 date-time with an explicit UTC offset: the string rule of the decoders
+    (:func:`streamproc.contracts.envelope.is_rfc3339`; no ISO week or ordinal dates).
 
     jsonschema only checks ``date-time`` when an optional package is installed; this
     keeps the check on everywhere.
     """
     if not isinstance(value, str):
         return True  # format applies to strings only
-    if len(value) < 20 or value[10] not in "Tt":
-        return False
-    parsed = datetime.fromisoformat(value)
-    return parsed.tzinfo is not None
+    return is_rfc3339(value)
 
 
 def schema_names() -> list[str]:

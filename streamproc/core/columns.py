@@ -6,9 +6,19 @@ arrays, and Python sequences. Missing-value conventions:
 * null: a pyarrow null, ``None`` in an object array, a masked entry of a numpy
   masked array; for categorical and boolean features also a float NaN (pandas'
   missing marker in object columns).
-* non-finite (numeric only): NaN and ±inf in a numeric column. NaN in a float
-  column is *not* null: it usually means a computation failed, which is worth its
-  own count. Producers that mean "missing" should send null (pyarrow, None, mask).
+* non-finite (numeric only): NaN and ±inf in a numeric column, and every value
+  beyond ±:data:`MAX_MAGNITUDE` (1e100) — out of range counts as non-finite. NaN in a
+  float column is *not* null: it usually means a computation failed, which is worth
+  its own count. Producers that mean "missing" should send null (pyarrow, None, mask).
+
+  Why the bound: a profile's moments (sum, sum of squared deviations) must stay finite
+  for any number of rows, or they cannot be serialized (JSON has no ±inf/NaN; orjson
+  would write ``null``). With every valid value in [−1e100, 1e100] and at most 2⁶³
+  rows, the sum is below 1e120 and the squared deviations below 4e200 · 2⁶³ ≈ 4e219,
+  also inside the parallel-merge formula (δ² · nₐ · n_b < 4e200 · 2¹²⁶), far from
+  float64's 1.8e308; values such as 1e308 (whose sum or square overflows) never reach
+  them. Valid values, the sketches and the exact bin counts all describe the same
+  sample, so the bound applies before any of them.
 * type-invalid: a present value of the wrong type for the declared kind, e.g. a
   string in a numeric column (even "3.5"), a non-integral float or a list in a
   categorical one, a 7 in a boolean one. Bools in numeric columns count as 0/1.
@@ -19,8 +29,9 @@ their values to classify them (use typed columns on the hot path).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import pyarrow as pa
@@ -29,12 +40,15 @@ import pyarrow.types as pat
 
 _EMPTY_F64 = np.empty(0, dtype=np.float64)
 
+MAX_MAGNITUDE: Final = 1e100
+"""Largest magnitude of a valid numeric value; beyond it a value counts as non-finite."""
+
 
 @dataclass(frozen=True, slots=True)
 class NumericBatch:
     """A numeric column split into finite values and counts of everything else."""
 
-    finite: np.ndarray  # float64, finite values only
+    finite: np.ndarray  # float64, finite values within ±MAX_MAGNITUDE only
     n: int
     nulls: int
     invalid: int
@@ -74,7 +88,7 @@ def _split_masked(arr: np.ndarray) -> tuple[np.ndarray, int]:
 
 def _numeric_from_floats(x: np.ndarray, n: int, nulls: int, invalid: int) -> NumericBatch:
     x = np.asarray(x, dtype=np.float64).ravel()
-    fin = np.isfinite(x)
+    fin = np.abs(x) <= MAX_MAGNITUDE  # False for NaN and ±inf too
     nonfinite = int(x.size - np.count_nonzero(fin))
     finite = x if nonfinite == 0 else x[fin]
     return NumericBatch(finite, n, nulls, invalid, nonfinite)
@@ -114,8 +128,20 @@ def numeric_batch(values: Any) -> NumericBatch:
     )
     nulls += int(is_null.sum())
     invalid = int(flat.size - is_null.sum() - is_num.sum())
-    nums = flat[is_num].astype(np.float64) if is_num.any() else _EMPTY_F64
+    nums = _EMPTY_F64
+    if is_num.any():
+        try:
+            nums = flat[is_num].astype(np.float64)
+        except OverflowError:  # a Python int beyond float64's range: ±inf, non-finite
+            nums = np.array([_float_or_inf(v) for v in flat[is_num]], dtype=np.float64)
     return _numeric_from_floats(nums, n, nulls, invalid)
+
+
+def _float_or_inf(v: Any) -> float:
+    try:
+        return float(v)
+    except OverflowError:
+        return math.inf if v > 0 else -math.inf
 
 
 # ------------------------------------------------------------------------- categorical
@@ -151,15 +177,23 @@ def _category_of_object(v: Any) -> str | None:
     raise TypeError
 
 
+_TWO_63: Final = 2.0**63
+
+
 def _categorical_from_floats(x: np.ndarray, n: int, nulls: int) -> CategoryBatch:
     x = np.asarray(x, dtype=np.float64)
     nan = np.isnan(x)
     present = x[~nan]
     integral = np.isfinite(present) & (np.floor(present) == present)
-    ints = present[integral].astype(np.int64)
-    cats, counts = np.unique(ints, return_counts=True)
-    invalid = int(present.size - ints.size)
+    whole = present[integral]
+    small = np.abs(whole) < _TWO_63  # exact in int64; larger ones via Python ints
+    cats, counts = np.unique(whole[small].astype(np.int64), return_counts=True)
     labels = [str(c) for c in cats.tolist()]
+    if not small.all():  # str(int(v)), as for a float in an object column
+        big, big_counts = np.unique(whole[~small], return_counts=True)
+        labels += [str(int(v)) for v in big.tolist()]
+        counts = np.concatenate([counts, big_counts])
+    invalid = int(present.size - whole.size)
     return CategoryBatch(labels, counts, n, nulls + int(nan.sum()), invalid)
 
 

@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from streamproc.core.categorical_drift import categorical_drift
+from streamproc.core.categorical_drift import OTHER, categorical_drift
 from streamproc.core.divergence import ks_critical_value
 from streamproc.core.feature_profile import FeatureProfile
 from streamproc.core.kinds import FeatureKind
@@ -146,6 +146,30 @@ def _severity(value: float | None, warn: float, crit: float) -> str | None:
     return None
 
 
+def _with_counts(
+    evidence: list[dict[str, Any]], ref: FeatureProfile, cur: FeatureProfile
+) -> list[dict[str, Any]]:
+    """Each category evidence item with the records that carry its category: ``count`` in
+    the current profile, ``reference_count`` in the reference — exact counts, or a
+    sketch's lower bounds (never above the true count, so the alert layer's "enough
+    records to show the value raw" rule errs on the side of hiding). The folded
+    ``__other__`` bin of a sketched comparison is no value: it counts its share."""
+    assert ref.categories is not None and cur.categories is not None
+    rc, cc = ref.categories, cur.categories
+    rb, cb = rc.bounds(), cc.bounds()
+    folded = not (rc.is_exact and cc.is_exact)
+    out = []
+    for item in evidence:
+        cat = str(item["category"])
+        if folded and cat == OTHER:
+            count = round(item["current_share"] * cc.total)
+            reference_count = round(item["reference_share"] * rc.total)
+        else:
+            count, reference_count = cb.get(cat, (0, 0))[0], rb.get(cat, (0, 0))[0]
+        out.append({**item, "count": int(count), "reference_count": int(reference_count)})
+    return out
+
+
 def compare_features(
     ref: FeatureProfile,
     cur: FeatureProfile,
@@ -204,7 +228,7 @@ def compare_features(
                 new_category_share=cd.new_category_share,
                 distinct_ratio=cd.distinct_ratio,
             )
-            evidence, top_new = cd.evidence, cd.top_new_categories
+            evidence, top_new = _with_counts(cd.evidence, ref, cur), cd.top_new_categories
     crit_ks = ks_critical_value(n_ref, n_cur, t.ks_alpha)
     st["ks_critical_value"] = crit_ks if ref.kind is FeatureKind.NUMERIC else None
 

@@ -17,6 +17,14 @@ Merging keeps them only when both sides' edges are identical (a side with no fin
 values fits any edges); otherwise the merged profile has none and drift falls back to
 the sketch — counts on different edges are never mixed.
 
+Finite moments, always: a numeric value counts as valid only within ±1e100
+(:data:`~streamproc.core.columns.MAX_MAGNITUDE`; beyond it, like NaN and ±inf, it counts
+as non-finite), which keeps ``sum`` and ``m2`` finite for any number of rows, so they
+serialize as JSON numbers. The serialized metadata never holds a non-finite number
+(orjson would write ``null``, which no reader takes): should a moment still be non-finite
+— only possible after merging bytes written before the bound — it is written saturated
+(±inf → ±float64 max, NaN → 0) rather than making the whole profile unreadable.
+
 HLL: numeric features hash their float values; each batch is deduplicated with
 ``np.unique`` first, then the distinct values are fed in one ``map`` over a list — the
 datasketches HLL has no array update.
@@ -28,6 +36,7 @@ from __future__ import annotations
 
 import math
 import struct
+import sys
 from collections import deque
 from collections.abc import Callable, Hashable
 from typing import Any, TypeVar
@@ -115,6 +124,15 @@ def _merge_bins(
 
 
 _U32 = struct.Struct("<I")
+_FLOAT_MAX = sys.float_info.max
+
+
+def _json_float(x: float) -> float:
+    """``x`` if finite, else saturated (±inf → ±float64 max, NaN → 0.0): JSON has no
+    non-finite numbers and orjson would write ``null``, which no reader accepts."""
+    if math.isfinite(x):
+        return x
+    return 0.0 if math.isnan(x) else math.copysign(_FLOAT_MAX, x)
 
 
 def _bins_blob(edges: np.ndarray | None, counts: np.ndarray | None) -> bytes:
@@ -143,7 +161,8 @@ class FeatureProfile:
     """Everything streamproc keeps about one feature over a set of rows.
 
     Counts: ``count`` rows seen; of those ``null_count`` nulls, ``invalid_count``
-    values of the wrong type, ``nonfinite_count`` NaN/±inf (numeric only);
+    values of the wrong type, ``nonfinite_count`` NaN/±inf and values beyond ±1e100
+    (numeric only; see :mod:`streamproc.core.columns`);
     ``valid_count`` is the rest, the sample the sketches and moments describe.
     Numeric: min, max, sum and sum of squared deviations (merged with Chan et al.'s
     parallel formula, numerically stable; ``sum_of_squares`` is derived), a KLL
@@ -449,8 +468,8 @@ class FeatureProfile:
             "nonfinite_count": self.nonfinite_count,
             "min": self.min,
             "max": self.max,
-            "sum": self.sum,
-            "m2": self.m2,
+            "sum": _json_float(self.sum),
+            "m2": _json_float(self.m2),
         }
 
     def _state(self) -> tuple[dict[str, Any], list[bytes]]:

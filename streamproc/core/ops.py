@@ -21,6 +21,16 @@ each batch adds one null per record plus one value per occurrence, so their
 ``valid_count`` is the number of occurrences and ``top_categories`` counts per name;
 a name's count divided by the ops profile's ``row_count`` is the share of records
 affected.
+
+``unexpected_feature`` names come from the input, so a delta keeps at most
+``max_unexpected_features`` (default :data:`MAX_UNEXPECTED_FEATURES`) of them, the most
+frequent (ties by name), each at most :data:`MAX_EVENT_NAME_BYTES` UTF-8 bytes (a longer
+name becomes a prefix, ``…#`` and a digest of the whole name, as long category values
+do); the records carrying any of the other names are counted once each under
+:data:`OTHER_FEATURES`, so that count too is a number of records (hence
+``valid_count`` is then no longer the number of occurrences). Merged windows stay
+bounded by the category sketch: exact up to the ops profile's 1000 names, then a
+fixed-size frequent-items sketch (at most 768 names).
 """
 
 from __future__ import annotations
@@ -47,6 +57,13 @@ OPS_FEATURES: Final[dict[str, FeatureKind]] = {
     MISSING_FEATURE: FeatureKind.CATEGORICAL,
     UNEXPECTED_FEATURE: FeatureKind.CATEGORICAL,
 }
+
+OTHER_FEATURES: Final = "__other__"
+"""Bucket name of the unexpected feature names beyond a delta's cap."""
+MAX_UNEXPECTED_FEATURES: Final = 100
+"""Default cap on distinct unexpected feature names per delta (plus the bucket)."""
+MAX_EVENT_NAME_BYTES: Final = 256
+"""Longest unexpected feature name (UTF-8 bytes) kept as is in the event list."""
 
 #: Ops sketches need less precision than drift sketches: p95 of a lag within ~1%.
 OPS_K: Final = 200

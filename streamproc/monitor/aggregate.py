@@ -30,10 +30,8 @@ from dataclasses import dataclass, field
 
 import orjson
 from confluent_kafka import (
-    OFFSET_BEGINNING,
     Consumer,
     KafkaError,
-    KafkaException,
     Message,
     Producer,
     TopicPartition,
@@ -46,6 +44,7 @@ from streamproc.monitor.evaluator import Alert, Evaluator
 from streamproc.monitor.lag import report_lag
 from streamproc.monitor.metrics import Metrics
 from streamproc.monitor.state import AggregateState
+from streamproc.monitor.state_reader import read_latest, reader_settings
 from streamproc.monitor.store import AggregateStore, StateRecord
 from streamproc.monitor.txn import commit_or_abort, positions_of
 from streamproc.monitor.watermark import parse_watermark_header
@@ -271,72 +270,22 @@ class AggregateLoop:
         )
 
     def _read_state(self, partitions: list[int]) -> dict[bytes, tuple[int, bytes | None]]:
-        """The latest (partition, value) of every key in the state topic's ``partitions``."""
-        topic = self.settings.state_topic
+        """The latest (partition, value) of every key in the state topic's ``partitions``
+        (a restore that cannot reach the end in 120 s goes on with what it read)."""
         reader = self.clients.consumer(
-            {
-                **self.settings.kafka,
-                "group.id": f"{self.settings.group_id}-restore-{uuid.uuid4().hex[:8]}",
-                "enable.auto.commit": False,
-                "isolation.level": "read_committed",
-                "max.partition.fetch.bytes": 32 * 1024 * 1024,
-            }
+            reader_settings(
+                self.settings.kafka, f"{self.settings.group_id}-restore-{uuid.uuid4().hex[:8]}"
+            )
         )
-        latest: dict[bytes, tuple[int, bytes | None]] = {}
         try:
-            ends = {}
-            for p in partitions:
-                lo, hi = _watermarks(reader, TopicPartition(topic, p))
-                if hi > lo:
-                    ends[p] = hi
-            if not ends:
-                return latest
-            reader.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
-            done: set[int] = set()
-            deadline = time.monotonic() + 120
-            while len(done) < len(ends) and time.monotonic() < deadline:
-                for msg in reader.consume(num_messages=1000, timeout=0.5):
-                    if msg.error():
-                        continue
-                    p = msg.partition() or 0
-                    latest[msg.key() or b""] = (p, msg.value())
-                    if (msg.offset() or 0) >= ends[p] - 1:
-                        done.add(p)
-                # transaction markers occupy offsets: stop at the end of each partition
-                for p in ends:
-                    if p not in done:
-                        pos = reader.position([TopicPartition(topic, p)])
-                        if pos and pos[0].offset >= ends[p]:
-                            done.add(p)
+            return dict(
+                read_latest(
+                    reader, self.settings.state_topic, partitions, timeout_s=120, partial_ok=True
+                )
+            )
         finally:
             reader.close()
-        return latest
 
 
 def _wall_ms() -> int:
     return int(time.time() * 1000)
-
-
-def _watermarks(consumer: Consumer, tp: TopicPartition, timeout_s: float = 60) -> tuple[int, int]:
-    """(low, high) offsets of ``tp``, retrying while the partition has no leader yet
-    (a topic created moments ago) or the broker is briefly unavailable."""
-    deadline = time.monotonic() + timeout_s
-    delay = 0.1
-    while True:
-        try:
-            lo, hi = consumer.get_watermark_offsets(tp, timeout=10)
-            return int(lo), int(hi)
-        except KafkaException as exc:
-            err = exc.args[0]
-            retriable = getattr(err, "retriable", lambda: False)() or err.code() in (
-                KafkaError.NOT_LEADER_FOR_PARTITION,
-                KafkaError.LEADER_NOT_AVAILABLE,
-                KafkaError.UNKNOWN_TOPIC_OR_PART,
-                KafkaError._TRANSPORT,
-                KafkaError._TIMED_OUT,
-            )
-            if not retriable or time.monotonic() + delay > deadline:
-                raise
-            log.info("state topic %s[%d] not ready (%s); retrying", tp.topic, tp.partition, err)
-            time.sleep(delay)
-            delay = min(delay * 2, 2.0)

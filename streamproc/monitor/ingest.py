@@ -33,6 +33,7 @@ from confluent_kafka import (
 
 from streamproc.contracts.fast_decode import FastPathDeclined, fast_decode
 from streamproc.contracts.framing import deadletter_headers
+from streamproc.contracts.limits import DecodeLimits
 from streamproc.contracts.prediction import PredictionBatch, decode_predictions
 from streamproc.monitor.clients import KafkaClients
 from streamproc.monitor.lag import report_lag
@@ -40,7 +41,12 @@ from streamproc.monitor.metrics import Metrics
 from streamproc.monitor.references import ReferenceSet
 from streamproc.monitor.txn import abort, commit_or_abort, positions_of
 from streamproc.monitor.watermark import WATERMARK_HEADER, SourceKey, Watermarks
-from streamproc.monitor.window_buffer import BufferedChunk, WindowBuffer, build_delta
+from streamproc.monitor.window_buffer import (
+    MAX_DELTA_BYTES,
+    BufferedChunk,
+    WindowBuffer,
+    build_deltas,
+)
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +74,8 @@ class IngestSettings:
     group_id: str
     window_ms: int
     allowed_lateness_ms: int
-    max_message_bytes: int = 1 << 20
+    limits: DecodeLimits = field(default_factory=DecodeLimits)
+    """Record size, feature count and category value length (see contracts.limits)."""
     max_future_skew_ms: int = 300_000
     """Event time allowed ahead of the wall clock; also the wall-clock band in which a
     record is never taken as too far ahead of its partition (see :mod:`.watermark`)."""
@@ -199,12 +206,14 @@ class IngestLoop:
             return
         s = self.settings
         values = [m.value() for m in good]
+        max_event_ms = int(time.time() * 1000) + s.max_future_skew_ms
         # Clean batches of one (model, version) parse in one pyarrow call; anything else
         # (and any record that would be rejected) goes through the orjson decoder.
         result = fast_decode(
             values,
             kinds_for=self._feature_kinds,
-            max_message_bytes=s.max_message_bytes,
+            limits=s.limits,
+            max_event_ms=max_event_ms,
             window_ms=s.window_ms,
         )
         if isinstance(result, FastPathDeclined):
@@ -212,9 +221,12 @@ class IngestLoop:
             result = decode_predictions(
                 values,
                 known_models=self.references.is_known,
-                max_message_bytes=s.max_message_bytes,
+                limits=s.limits,
+                max_event_ms=max_event_ms,
                 window_ms=s.window_ms,
             )
+        if result.truncated_values:
+            self.metrics.truncated_values_total.inc(result.truncated_values)
         for reject in result.rejects:
             self._dead_letter(good[reject.position], reject.reason, reject.detail)
             if reject.reason == "unknown_model":
@@ -375,13 +387,18 @@ class IngestLoop:
         for buf in self._buffers.values():
             reference = self.references.get(buf.model, buf.model_version)
             assert reference is not None  # unknown models never reach a buffer
-            delta = build_delta(
-                buf, reference, topic=s.predictions_topic, producer_id=self.producer_id
-            )
             watermark = self.watermarks.model_newest_ms(buf.model, buf.model_version)
             headers = [(WATERMARK_HEADER, str(watermark).encode())]
-            self._produce(s.profiles_topic, buf.model.encode(), delta.to_bytes(), headers)
-            self.metrics.deltas_published_total.inc()
+            # split in (partition, offset) order when one delta would be too large
+            for delta in build_deltas(
+                buf,
+                reference,
+                topic=s.predictions_topic,
+                producer_id=self.producer_id,
+                max_bytes=MAX_DELTA_BYTES,
+            ):
+                self._produce(s.profiles_topic, buf.model.encode(), delta.to_bytes(), headers)
+                self.metrics.deltas_published_total.inc()
         if not commit_or_abort(producer, consumer, positions):
             self._rewind()
             return

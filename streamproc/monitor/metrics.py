@@ -28,6 +28,7 @@ class Metrics(NamedTuple):
     deltas_applied_total: Counter
     deltas_duplicate_total: Counter
     unreadable_deltas_total: Counter
+    truncated_values_total: Counter
     ingest_batch_seconds: Histogram
     ingest_flush_seconds: Histogram
     evaluation_seconds: Summary
@@ -82,6 +83,11 @@ def create(registry: CollectorRegistry | None = None, prefix: str = PREFIX) -> M
         unreadable_deltas_total=Counter(
             name("unreadable_deltas"),
             "Profile deltas the aggregate could not decode (skipped; must stay 0)",
+            registry=reg,
+        ),
+        truncated_values_total=Counter(
+            name("truncated_values"),
+            "Category values longer than [limits] max_category_bytes, cut and hashed",
             registry=reg,
         ),
         ingest_batch_seconds=Histogram(

@@ -364,3 +364,42 @@ def test_policies_are_cached_per_model_and_config() -> None:
     assert replay.evaluation_policy("a").skip_wall_clock_lags is True
     assert c.evaluation_policy("a").skip_wall_clock_lags is False
     assert replay == dataclasses.replace(replay)  # the caches take no part in equality
+
+
+def test_limits_defaults_and_decode_limits() -> None:
+    from streamproc.contracts.limits import DecodeLimits
+
+    limits = MonitorConfig().limits
+    assert (limits.max_features, limits.max_category_bytes) == (1000, 256)
+    assert limits.max_future_skew_ms == 5 * 60 * 1000
+    assert limits.decode_limits() == DecodeLimits()
+
+
+def test_limits_from_toml(tmp_path: Path) -> None:
+    from streamproc.contracts.limits import DecodeLimits
+
+    path = write(
+        tmp_path,
+        '[limits]\nmax_message_bytes = "64KiB"\nmax_features = 50\n'
+        'max_category_bytes = "1KiB"\nmax_future_skew = "30s"\n',
+    )
+    limits = load_config(path, env={}).limits
+    assert limits.max_future_skew_ms == 30_000
+    assert limits.decode_limits() == DecodeLimits(
+        max_message_bytes=65_536, max_features=50, max_category_bytes=1024
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("[limits]\nmax_category_bytes = 16\n", "max_category_bytes must be at least 32"),
+        ("[limits]\nmax_features = -1\n", "max_features"),
+        ("[limits]\nmax_features = '10'\n", "limits.max_features"),
+        ("[limits]\nmax_future_skew = '-5m'\n", "limits.max_future_skew"),
+        ("[limits]\nmax_category_bytes = 'big'\n", "limits.max_category_bytes"),
+    ],
+)
+def test_bad_limits(tmp_path: Path, text: str, fragment: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(fragment)):
+        load_config(write(tmp_path, text), env={})

@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from streamproc.contracts.fast_decode import DECLINE_REASONS, FastPathDeclined, fast_decode
+from streamproc.contracts.limits import DecodeLimits
 from streamproc.contracts.prediction import DecodeResult, decode_predictions
 from streamproc.core.kinds import FeatureKind
 from streamproc.core.model_profile import ModelProfile
@@ -85,16 +86,27 @@ def _deltas(result: DecodeResult) -> dict[Any, Any]:
     return out
 
 
-def check(values: list[bytes], *, window_ms: int = WINDOW_MS) -> bool:
+def check(
+    values: list[bytes],
+    *,
+    window_ms: int = WINDOW_MS,
+    limits: DecodeLimits | None = None,
+    max_event_ms: int | None = None,
+) -> bool:
     """Assert equivalence; True when the fast path took the batch."""
-    fast = fast_decode(values, kinds_for=kinds_for, window_ms=window_ms, keep_request_ids=True)
+    options: dict[str, Any] = {
+        "window_ms": window_ms,
+        "keep_request_ids": True,
+        "limits": limits,
+        "max_event_ms": max_event_ms,
+    }
+    fast = fast_decode(values, kinds_for=kinds_for, **options)
+    slow = decode_predictions(values, known_models=set(REFS), **options)
     if isinstance(fast, FastPathDeclined):
         assert fast.reason in DECLINE_REASONS
         return False
-    slow = decode_predictions(
-        values, known_models=set(REFS), window_ms=window_ms, keep_request_ids=True
-    )
     assert fast.rejects == slow.rejects == []
+    assert fast.truncated_values == slow.truncated_values == 0
     assert list(fast.batches) == list(slow.batches)
     for key, f in fast.batches.items():
         s = slow.batches[key]
@@ -235,7 +247,11 @@ DECLINED: list[tuple[list[Any], str]] = [
     ([R, R1 + b" " + orjson.dumps(record(2))], "parse_error"),
     ([R, R1.replace(b'"x":0.5', b'"x":1e400')], "parse_error"),
     ([R, R1.replace(b'"r1"', b'"r\xff"')], "parse_error"),
-    ([R, R1.replace(b'"x":0.5', b'"x":1,"x":2')], "parse_error"),
+    ([R, R1.replace(b'"x":0.5', b'"x":1,"x":2')], "parse_error"),  # duplicate keys
+    ([R, R1.replace(b'{"model":"m"', b'{"model":"m","model":"m"')], "parse_error"),
+    ([R, R1.replace(b'"score"', b'"label":"no","score"')], "parse_error"),
+    ([R, R1.replace(b'"x":0.5', b'"x":0.5,"\\u0078":2')], "parse_error"),
+    ([R1.replace(b'"x":0.5', b'"x":1,"x":2'), R], "parse_error"),
     (enc(record(0, model="zzz")), "unknown_model"),
     (enc(record(0, segment={"a": "b"})), "unsupported_shape"),
     (enc(record(0, extra=1)), "unsupported_shape"),
@@ -257,7 +273,13 @@ DECLINED: list[tuple[list[Any], str]] = [
     (enc(record(0, timestamp="2024-05-01 10:00:03Z")), "bad_timestamp"),  # valid, not strict
     (enc(record(0, timestamp="2024-05-01T10:00:03")), "bad_timestamp"),
     (enc(record(0, timestamp="0001-01-01T00:00:00Z")), "bad_timestamp"),
+    (enc(record(0, timestamp="1969-12-31T23:59:59.999999Z")), "bad_timestamp"),
+    (enc(record(0, timestamp="2100-01-01T00:00:00Z")), "bad_timestamp"),
+    (enc(record(0), record(1, timestamp=253402300799)), "bad_timestamp"),  # 9999 in s
+    (enc(record(0), record(1, timestamp=7258118400000)), "bad_timestamp"),  # 2200 in ms
+    (enc(record(0), record(1, timestamp=4102444800)), "bad_timestamp"),
     (enc(record(0, features_as_of=T0), record(1, features_as_of=-5)), "bad_timestamp"),
+    (enc(record(0, features_as_of=T0), record(1, features_as_of=1e11)), "bad_timestamp"),
     ([R, R1.replace(b'"x":0.5', b'"x":-0')], "unsupported_literal"),
     ([R, R1.replace(b'"x":0.5', b'"x":NaN')], "unsupported_literal"),
     (
@@ -274,6 +296,8 @@ DECLINED: list[tuple[list[Any], str]] = [
     ),
     (enc(record(0), record(1, features={"x": 1.0, "y": 1, "c": "a"})), "missing_feature"),
     ([R, R1.replace(b'"x":0.5,', b"")], "missing_feature"),
+    (enc(record(0), record(1, features={"x": 1, "y": 1, "c": "é" * 129, "b": True})), "long_value"),
+    (enc(record(0), record(1, prediction={"label": "y" * 257, "score": 0.1})), "long_value"),
 ]
 
 
@@ -282,6 +306,44 @@ def test_unusual_batches_are_declined_with_their_reason(values: list[Any], reaso
     declined = fast_decode(values, kinds_for=kinds_for, window_ms=WINDOW_MS)
     assert isinstance(declined, FastPathDeclined)
     assert declined.reason == reason
+
+
+LIMITED: list[tuple[list[bytes], dict[str, Any], str]] = [
+    (enc(record(0), record(1)), {"max_event_ms": int((T0 + 1) * 1000) - 1}, "bad_timestamp"),
+    (
+        enc(record(0, features_as_of=T0), record(1, features_as_of=(T0 + 5) * 1000)),
+        {"max_event_ms": int((T0 + 4) * 1000)},
+        "bad_timestamp",
+    ),
+    (enc(record(0), record(1)), {"limits": DecodeLimits(max_features=3)}, "needs_validation"),
+    (
+        enc(record(0), record(1, features={"x": 1, "y": 1, "c": "c" * 33, "b": True})),
+        {"limits": DecodeLimits(max_category_bytes=32)},
+        "long_value",
+    ),
+]
+
+
+@pytest.mark.parametrize(("values", "options", "reason"), LIMITED)
+def test_limits_decline_what_the_orjson_decoder_rejects_or_caps(
+    values: list[bytes], options: dict[str, Any], reason: str
+) -> None:
+    declined = fast_decode(values, kinds_for=kinds_for, window_ms=WINDOW_MS, **options)
+    assert declined == FastPathDeclined(reason)  # type: ignore[arg-type]
+    slow = decode_predictions(values, window_ms=WINDOW_MS, **options)
+    assert slow.rejects or slow.truncated_values
+    assert check(values)  # without the limits: taken, and equal
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"max_event_ms": int((T0 + 19) * 1000)},  # the last record is exactly at the bound
+        {"limits": DecodeLimits(max_features=4, max_category_bytes=32)},
+    ],
+)
+def test_batches_within_the_limits_take_the_fast_path(options: dict[str, Any]) -> None:
+    assert check(enc(*(record(i) for i in range(20))), **options)
 
 
 def test_each_decline_reason_is_produced_by_some_batch() -> None:
@@ -320,6 +382,7 @@ _scalar = st.one_of(
     st.integers(min_value=-(2**63), max_value=2**64 - 1),
     st.floats(allow_nan=False, allow_infinity=False),
     st.text(alphabet=st.sampled_from('ab:"\\é ny0'), max_size=4),
+    st.text(alphabet=st.sampled_from("abé€"), min_size=8, max_size=40),  # long: capped at 32
 )
 _feature_value = st.one_of(_scalar, st.lists(st.integers(-9, 9), max_size=2), st.just({"k": 1}))
 
@@ -343,7 +406,7 @@ def _rfc3339(draw: st.DrawFn) -> str:
 
 _valid_rfc3339 = st.builds(
     lambda t, tz: datetime.fromtimestamp(t, timezone(timedelta(minutes=tz))).isoformat(),
-    st.floats(-5e9, 8e9).map(lambda t: round(t, 6)),
+    st.one_of(st.floats(-5e9, 8e9), st.floats(-1e5, 4.2e9)).map(lambda t: round(t, 6)),
     st.sampled_from([0, 330, -480, 1439]),
 )
 _timestamp = st.one_of(
@@ -352,6 +415,34 @@ _timestamp = st.one_of(
     st.floats(min_value=-10, max_value=2e14, allow_nan=False),
     st.integers(min_value=0, max_value=10**14),
     st.sampled_from([T0, T0 + 59.5, (T0 + 61) * 1000, "2024-05-01T10:00:03Z", None]),
+    st.sampled_from(  # the range bounds, and the examples of out-of-range input
+        [
+            0,
+            4102444799.999999,
+            4102444800,
+            1e12 - 1,
+            1e12,
+            4102444799999,
+            4102444800000,
+            253402300799,
+            7258118400000,
+            "1970-01-01T00:00:00Z",
+            "1969-12-31T23:59:59.999999Z",
+            "2099-12-31T23:59:59.999999Z",
+            "2100-01-01T00:00:00Z",
+            "1900-01-01T00:00:00Z",
+            "9999-12-31T23:59:59Z",
+            "2024-W18-3T00:00:00Z",
+        ]
+    ),
+)
+MAX_EVENT_MS = st.sampled_from(  # around T0: some of the drawn times are in the future
+    [None, None, int(T0 * 1000), int((T0 + 30) * 1000), int((T0 + 61) * 1000), 1714557603000]
+)
+LIMITS = st.builds(
+    DecodeLimits,
+    max_features=st.sampled_from([1000, 4, 3, 2]),
+    max_category_bytes=st.sampled_from([256, 32]),
 )
 _prediction = st.one_of(
     st.floats(0, 1),
@@ -420,6 +511,12 @@ def _batch(draw: st.DrawFn) -> list[bytes]:
                         raw + b"\n",
                         b"\n" + raw,
                         raw + raw,
+                        # duplicate keys: top level, in features, in prediction, escaped
+                        raw.replace(b'{"model"', b'{"model":"m","model"', 1),
+                        raw.replace(b'"features":{', b'"features":{"x":1,', 1),
+                        raw.replace(b'"prediction":{', b'"prediction":{"label":"no",', 1),
+                        raw.replace(b'"y":', b'"y":0,"\\u0079":', 1),
+                        raw.replace(b'"c":', b'"c":"v:w","c":', 1),
                     ]
                 )
             )
@@ -428,9 +525,11 @@ def _batch(draw: st.DrawFn) -> list[bytes]:
 
 
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(_batch())
-def test_fast_path_declines_or_matches_the_orjson_decoder(values: list[bytes]) -> None:
-    check(values)
+@given(_batch(), LIMITS, MAX_EVENT_MS)
+def test_fast_path_declines_or_matches_the_orjson_decoder(
+    values: list[bytes], limits: DecodeLimits, max_event_ms: int | None
+) -> None:
+    check(values, limits=limits, max_event_ms=max_event_ms)
 
 
 @settings(max_examples=200, deadline=None)
@@ -438,7 +537,7 @@ def test_fast_path_declines_or_matches_the_orjson_decoder(values: list[bytes]) -
     st.lists(
         st.tuples(
             st.one_of(st.none(), st.floats(-1e6, 1e6), st.integers(-5, 5)),
-            st.one_of(st.none(), st.sampled_from(["a", "b", ":c", "null"])),
+            st.one_of(st.none(), st.sampled_from(["a", "b", ":c", "null", "é" * 129])),
             st.one_of(st.none(), st.booleans()),
             _timestamp,
         ),
@@ -454,6 +553,64 @@ def test_template_batches_match(rows: list[tuple[Any, Any, Any, Any]]) -> None:
         )
     )
     check(values)
+    check(values, max_event_ms=int((T0 + 30) * 1000))
+
+
+_DUPLICATING: list[tuple[bytes, bytes]] = [
+    (b'{"model":"m"', b'{"model":"m","model":"m"'),
+    (b'"features":{', b'"features":{"x":1,'),
+    (b'"prediction":{', b'"prediction":{"label":"no",'),
+    (b'"y":1', b'"y":1,"\\u0079":1'),
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.one_of(st.none(), st.floats(-1e6, 1e6)),
+            st.sampled_from(["a", "b", "ab:", "a", "b", "é" * 16, "€" * 11, "x" * 33]),
+            st.sampled_from(  # mostly in range and at most 30 s after T0
+                [T0, T0 + 1, T0 + 29.999, T0 + 30, (T0 + 2) * 1000, T0 + 30.001, 4102444800]
+            ),
+            st.sampled_from([None, None, None, T0 - 5, T0 + 31, 1e11]),  # features_as_of
+        ),
+        min_size=1,
+        max_size=12,
+    ),
+    st.sampled_from([None, int((T0 + 30) * 1000)]),
+    st.builds(
+        DecodeLimits,
+        max_features=st.sampled_from([1000, 4, 3]),
+        max_category_bytes=st.sampled_from([256, 32]),
+    ),
+    st.one_of(st.none(), st.none(), st.tuples(st.integers(0, 11), st.sampled_from(_DUPLICATING))),
+)
+def test_template_batches_with_limits_match(
+    rows: list[tuple[Any, str, Any, Any]],
+    max_event_ms: int | None,
+    limits: DecodeLimits,
+    duplicate: tuple[int, tuple[bytes, bytes]] | None,
+) -> None:
+    values = enc(
+        *(
+            record(
+                i,
+                timestamp=t,
+                features={"x": x, "y": 1, "c": c, "b": True},
+                features_as_of=DROP if a is None else a,
+            )
+            for i, (x, c, t, a) in enumerate(rows)
+        )
+    )
+    if duplicate is not None:
+        at, (old, new) = duplicate
+        at %= len(values)
+        values[at] = values[at].replace(old, new, 1)
+    took = check(values, limits=limits, max_event_ms=max_event_ms)
+    slow = decode_predictions(values, limits=limits, max_event_ms=max_event_ms)
+    if slow.rejects or slow.truncated_values:
+        assert not took
 
 
 @settings(max_examples=300, deadline=None)

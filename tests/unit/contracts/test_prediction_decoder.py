@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -215,8 +216,9 @@ def test_a_group_with_only_bad_optionals_disappears() -> None:
         (1714557603.25, T0),
         (1714557603, 1714557603.0),
         (1714557603250, T0),
-        (1e11, 1e11),  # the boundary is still seconds
-        (100000000001, 100000000.001),  # just above: milliseconds
+        (4102444799, 4102444799.0),  # the last second before 2100
+        (1e12, 1e9),  # the boundary is milliseconds
+        (1000000000001, 1000000000.001),
         (0, 0.0),
     ],
 )
@@ -224,14 +226,17 @@ def test_parse_timestamp(value: object, expected: float) -> None:
     assert math.isclose(parse_timestamp(value), expected, rel_tol=0, abs_tol=1e-6)
 
 
-@pytest.mark.parametrize("value", ["", "soon", "2024-05-01", -1, 2e14, None, True, [1]])
+@pytest.mark.parametrize(
+    "value",
+    ["", "soon", "2024-05-01", -1, 2e14, 1e11, 4102444800, None, True, [1]],
+)
 def test_parse_timestamp_rejects(value: object) -> None:
     with pytest.raises(ValueError):
         parse_timestamp(value)
 
 
 def test_decoder_and_parse_timestamp_agree_on_epochs() -> None:
-    values = [0, 1, 1e11, 1e11 + 1, 1714557603250, 1714557603.5]
+    values = [0, 1, 4102444799, 1e12, 1e12 + 1, 1714557603250, 1714557603.5]
     b = decode_predictions(enc(*(record(timestamp=v) for v in values))).batches["fraud", "17"]
     assert b.timestamps.tolist() == [parse_timestamp(v) for v in values]
 
@@ -294,6 +299,7 @@ def test_arbitrary_json_objects_never_raise(docs: list[dict[str, Any]], base: bo
     result = decode_predictions(values)
     _check_accounting(values, result)
     # the decoder is at most as strict as the contract: schema-valid records are accepted
+    # (but for the event-time range, which the schema does not state)
     rejected = {r.position for r in result.rejects}
     for i, doc in enumerate(docs):
         full = {**record(), **doc} if base else doc
@@ -301,7 +307,25 @@ def test_arbitrary_json_objects_never_raise(docs: list[dict[str, Any]], base: bo
             validate("prediction_log", full)
         except SchemaError:
             continue
+        if _out_of_range(full.get("timestamp")) or _out_of_range(full.get("features_as_of")):
+            continue
         assert i not in rejected, (full, result.rejects)
+
+
+_LOW = datetime(1970, 1, 1, tzinfo=UTC).timestamp()
+_HIGH = datetime(2100, 1, 1, tzinfo=UTC).timestamp()
+
+
+def _out_of_range(value: object) -> bool:
+    """A timestamp outside 1970-2099 (or an epoch number between seconds and ms)."""
+    if isinstance(value, bool) or value is None:
+        return False
+    if isinstance(value, int | float):
+        return not (_LOW <= value < _HIGH or 1e12 <= value < _HIGH * 1000)
+    try:
+        return not (_LOW <= datetime.fromisoformat(str(value)).timestamp() < _HIGH)
+    except ValueError:
+        return False
 
 
 def test_batch_feeds_the_core_model_profile() -> None:
