@@ -26,6 +26,10 @@ class Reject(NamedTuple):
     detail: str
 
 
+SPARSE_SHARE = 0.05
+"""A feature name carried by fewer than this share of a batch's rows is kept sparse."""
+
+
 @dataclass(slots=True)
 class PredictionBatch:
     """Columns for the accepted records of one (model, model_version), in input order.
@@ -65,6 +69,23 @@ class PredictionBatch:
     """Start of the event-time window all rows fall in (decoding with ``window_ms``)."""
     missing_rows: dict[str, np.ndarray] = field(default_factory=dict)
     """Feature name → int64 row numbers whose record lacked the key (only names with any)."""
+    sparse: dict[str, tuple[np.ndarray, list[Any]]] = field(default_factory=dict)
+    """Names carried by few rows (see ``SPARSE_SHARE``) → (int64 rows that carry the key,
+    their values). Not in ``features``/``missing``: a batch of records with random names
+    then costs time and memory linear in its keys, never names × rows."""
+
+    def present_rows(self, name: str) -> np.ndarray | None:
+        """Rows whose record carries ``name`` as a key (None: the batch has no such name)."""
+        if name in self.sparse:
+            return self.sparse[name][0]
+        if name not in self.features:
+            return None
+        absent = self.missing_rows.get(name)
+        if absent is None:
+            return np.arange(self.n, dtype=np.int64)
+        present = np.ones(self.n, dtype=bool)
+        present[absent] = False
+        return np.flatnonzero(present)
 
     @property
     def n(self) -> int:
@@ -83,6 +104,12 @@ class PredictionBatch:
             kept = kept[kept >= 0]
             if len(kept):
                 missing_rows[name] = kept
+        sparse = {}
+        for name, (where, values) in self.sparse.items():
+            moved = position[where]
+            keep = np.flatnonzero(moved >= 0)
+            if len(keep):
+                sparse[name] = (moved[keep], [values[i] for i in keep.tolist()])
         return PredictionBatch(
             model=self.model,
             model_version=self.model_version,
@@ -100,6 +127,7 @@ class PredictionBatch:
             request_ids=None if self.request_ids is None else [self.request_ids[i] for i in pick],
             window_start_ms=self.window_start_ms,
             missing_rows=missing_rows,
+            sparse=sparse,
         )
 
     def profile_columns(self) -> dict[str, Any]:

@@ -33,15 +33,19 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import re
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any, Final
 
 import numpy as np
 import orjson
 
 from streamproc.contracts.batch import (
+    SPARSE_SHARE,
     BatchKey,
     DecodeResult,
     PredictionBatch,
@@ -485,23 +489,27 @@ def _finalize(
 
     feats = [o["features"] for o in objs]
     first = feats[0].keys()
+    sparse: dict[str, tuple[np.ndarray, list[Any]]] = {}
     if all(f.keys() == first for f in feats):  # the common case: one feature set
         features = {name: [f[name] for f in feats] for name in first}
         missing = dict.fromkeys(first, 0)
         missing_rows = {}
     else:
-        names: dict[str, Any] = {}  # union of names in first-seen order; values unused
-        for f in feats:
-            names.update(f)
+        presence = Counter(chain.from_iterable(feats))  # first-seen order, linear in keys
+        dense_from = max(1, math.ceil(SPARSE_SHARE * n))
+        names = [name for name, k in presence.items() if k >= dense_from]
         features = {name: [f.get(name) for f in feats] for name in names}
         missing_rows = {
             name: np.array([j for j, f in enumerate(feats) if name not in f], dtype=np.int64)
             for name in names
+            if presence[name] < n
         }
-        missing = {name: len(rows) for name, rows in missing_rows.items()}
-        missing_rows = {name: rows for name, rows in missing_rows.items() if len(rows)}
+        missing = {name: n - presence[name] for name in names}
+        if len(names) < len(presence):
+            sparse = _sparse_features(feats, {x for x in presence if presence[x] < dense_from})
     cap = ctx.max_category_bytes
     ctx.truncated += sum(_cap_strings(col, cap) for col in features.values())
+    ctx.truncated += sum(_cap_strings(values, cap) for _rows, values in sparse.values())
     ctx.truncated += _cap_strings(labels, cap)
 
     return PredictionBatch(
@@ -521,7 +529,22 @@ def _finalize(
         features_as_of=asof,
         segments=segments,
         request_ids=[o["request_id"] for o in objs] if ctx.keep_request_ids else None,
+        sparse=sparse,
     )
+
+
+def _sparse_features(
+    feats: list[dict[str, Any]], names: set[str]
+) -> dict[str, tuple[np.ndarray, list[Any]]]:
+    """(rows, values) of each of ``names`` in one pass over the records' keys."""
+    rows: dict[str, list[int]] = {}
+    values: dict[str, list[Any]] = {}
+    for j, f in enumerate(feats):
+        for name, value in f.items():
+            if name in names:
+                rows.setdefault(name, []).append(j)
+                values.setdefault(name, []).append(value)
+    return {name: (np.array(rows[name], dtype=np.int64), values[name]) for name in rows}
 
 
 def _cap_strings(col: list[Any], max_bytes: int) -> int:

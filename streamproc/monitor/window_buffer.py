@@ -89,15 +89,26 @@ def _concat_features(
     names: dict[str, None] = dict.fromkeys(expected)
     for c in chunks:
         names.update(dict.fromkeys(c.batch.features))
+        names.update(dict.fromkeys(c.batch.sparse))
     expected_set = set(expected)
     columns: dict[str, list[Any] | pa.Array] = {}
     missing: dict[str, int] = {}
     unexpected: dict[str, int] = {}
     for name in names:
-        cols = [c.batch.features.get(name) for c in chunks]
+        if name not in expected_set and all(name not in c.batch.features for c in chunks):
+            # only sparse (rare) in every chunk: all an unexpected name needs is its count
+            present = sum(len(c.batch.sparse[name][0]) for c in chunks if name in c.batch.sparse)
+            unexpected[name] = present
+            continue
+        cols = [_dense(c.batch, name) for c in chunks]
         absent = 0
         for c, col in zip(chunks, cols, strict=True):
-            absent += c.batch.n if col is None else c.batch.missing.get(name, 0)
+            if col is None:
+                absent += c.batch.n
+            elif name in c.batch.sparse:
+                absent += c.batch.n - len(c.batch.sparse[name][0])
+            else:
+                absent += c.batch.missing.get(name, 0)
         if name in expected_set:
             columns[name] = _concat_column(cols, [c.batch.n for c in chunks])
             if absent:
@@ -107,6 +118,18 @@ def _concat_features(
             if present:
                 unexpected[name] = present
     return columns, missing, unexpected
+
+
+def _dense(batch: PredictionBatch, name: str) -> list[Any] | pa.Array | None:
+    """The batch's column of ``name`` (a sparse one filled out with None), or None."""
+    col = batch.features.get(name)
+    if col is not None or name not in batch.sparse:
+        return col
+    rows, values = batch.sparse[name]
+    dense: list[Any] = [None] * batch.n
+    for j, v in zip(rows.tolist(), values, strict=True):
+        dense[j] = v
+    return dense
 
 
 def _concat_column(
@@ -160,14 +183,9 @@ def _records_with_any(batch: PredictionBatch, names: list[str]) -> int:
     """Rows of ``batch`` whose record has at least one of ``names`` as a key."""
     hit = np.zeros(batch.n, dtype=bool)
     for name in names:
-        if name not in batch.features:
-            continue
-        rows = batch.missing_rows.get(name)
-        if rows is None:  # no row lacks it (missing_rows holds every name with any)
-            return batch.n
-        present = np.ones(batch.n, dtype=bool)
-        present[rows] = False
-        hit |= present
+        rows = batch.present_rows(name)
+        if rows is not None:
+            hit[rows] = True
     return int(np.count_nonzero(hit))
 
 
