@@ -7,7 +7,7 @@ DEMO_ARGS ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help system-deps setup demo test test-unit test-integration lint format typecheck ci broker-start broker-stop broker-status clean \
-	bench-offline bench-ingest bench-latency bench-state bench-scaleout
+	bench-offline bench-ingest bench-latency bench-state bench-scaleout bench-hostile
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-18s %s\n", $$1, $$2}'
@@ -71,6 +71,9 @@ bench-state: setup ## Benchmark: state bytes per feature-window, worker RSS, rec
 
 bench-scaleout: setup ## Benchmark: throughput of one vs two workers on 4 partitions
 	$(BIN)/python benchmarks/bench_scaleout.py
+
+bench-hostile: setup ## Benchmark: `streamproc worker` peak RSS, hostile input mix vs clean
+	$(BIN)/python benchmarks/bench_hostile.py
 
 clean: ## Remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

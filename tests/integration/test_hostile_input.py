@@ -18,6 +18,7 @@ from datetime import datetime
 
 import orjson
 from confluent_kafka import Consumer, Message, Producer
+from hypothesis import strategies as st
 
 from streamproc.monitor.worker import state_topic_name
 from tests.integration.monitor_harness import (
@@ -29,7 +30,7 @@ from tests.integration.monitor_harness import (
     wait_until,
     window_counts,
 )
-from tests.support.hostile import COUNT, Sample, hostile_mix
+from tests.support.hostile import COUNT, Sample, hostile_mix, hypothesis_samples
 
 N_VALID = 40_000
 N_HOSTILE = 100_000
@@ -155,17 +156,7 @@ def test_hostile_stream_every_record_once_and_the_clean_phase_exact(
             n_dead = int(accounted() - (counted or 0.0))
             dead = _dead_letters(bootstrap_servers, config.topics.deadletter, n_dead)
             assert len(dead) == n_dead
-            index = {w: i for i, w in enumerate(where)}
-            places = Counter((p, o) for p, o, _r in dead)
-            assert max(places.values()) == 1  # dead-lettered at most once
-            rejected = {index[(p, o)]: reason for p, o, reason in dead}
-            wrong = Counter()
-            for i, s in enumerate(samples):
-                outcome = rejected.get(i, COUNT)
-                ok = outcome == s.expect if isinstance(s.expect, str) else outcome in s.expect
-                if not ok:
-                    wrong[(s.case, outcome)] += 1
-            assert not wrong, wrong
+            rejected = _check_once(samples, where, dead)
 
             # counted exactly: the windows hold exactly the records not dead-lettered
             expected: Counter[int] = Counter()
@@ -185,3 +176,86 @@ def test_hostile_stream_every_record_once_and_the_clean_phase_exact(
 
 def _epoch_s(rfc3339: str) -> float:
     return datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp()
+
+
+def _check_once(
+    samples: list[Sample], where: list[tuple[int, int]], dead: list[tuple[int, int, str]]
+) -> dict[int, str]:
+    """Each sample's outcome matches its promise; returns sample index → reason."""
+    index = {w: i for i, w in enumerate(where)}
+    places = Counter((p, o) for p, o, _r in dead if (p, o) in index)
+    assert not places or max(places.values()) == 1  # dead-lettered at most once
+    rejected = {index[(p, o)]: reason for p, o, reason in dead if (p, o) in index}
+    wrong = Counter()
+    for i, s in enumerate(samples):
+        outcome = rejected.get(i, COUNT)
+        ok = outcome == s.expect if isinstance(s.expect, str) else outcome in s.expect
+        if not ok:
+            wrong[(s.case, outcome)] += 1
+    assert not wrong, wrong
+    return rejected
+
+
+def test_hypothesis_drawn_records_through_one_live_worker(
+    bootstrap_servers: str, unique_topic: Callable[[str], str]
+) -> None:
+    """Schema-led Hypothesis strategies against the running worker: each drawn list of
+    records (valid, hostile, valid-but-extreme) is accounted for record by record, and
+    at the end the windows hold exactly the records never dead-lettered."""
+    from hypothesis import HealthCheck, given, settings
+
+    now = time.time()
+    pool = records(3_000, start_s=now - 90, rate=3_000 / 60, seed=81)
+    # one-minute windows and two minutes of lateness: the drawn order is never late
+    config = monitor_config(
+        bootstrap_servers,
+        unique_topic("hypothesis"),
+        windows={"size": "1m", "allowed_lateness": "2m", "rolling_horizon": "5m"},
+    )
+    produced: list[Sample] = []
+    places: list[tuple[int, int]] = []
+    with running_worker(config, [reference_profile()]) as run:
+        registry = run.worker.metrics.registry
+
+        def accounted() -> float:
+            counted = registry.get_sample_value("streamproc_events_total", {"model": "credit"})
+            return (counted or 0.0) + sum(
+                s.value
+                for m in registry.collect()
+                if m.name == "streamproc_deadletter"
+                for s in m.samples
+                if s.name.endswith("_total")
+            )
+
+        @settings(
+            max_examples=8,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
+        @given(st.lists(hypothesis_samples(pool, now), min_size=1, max_size=120))
+        def check(samples: list[Sample]) -> None:
+            where = _produce(bootstrap_servers, config.topics.predictions, samples)
+            produced.extend(samples)
+            places.extend(where)
+            assert wait_until(lambda: accounted() >= len(produced), 60), accounted()
+            assert run.thread.is_alive() and not run.worker.errors
+            counted = registry.get_sample_value("streamproc_events_total", {"model": "credit"})
+            n_dead = int(accounted() - (counted or 0.0))
+            dead = _dead_letters(bootstrap_servers, config.topics.deadletter, n_dead)
+            _check_once(samples, where, dead)
+
+        check()
+        counted = registry.get_sample_value("streamproc_events_total", {"model": "credit"})
+        n_dead = int(accounted() - (counted or 0.0))
+        dead = _dead_letters(bootstrap_servers, config.topics.deadletter, n_dead)
+        rejected = _check_once(produced, places, dead)
+        expected: Counter[int] = Counter(
+            int((s.ts or 0) * 1000) // 60_000 * 60_000
+            for i, s in enumerate(produced)
+            if i not in rejected
+        )
+        state = state_topic_name(config.topics.profiles)
+        assert wait_until(
+            lambda: window_counts(bootstrap_servers, state) == dict(expected), 60, every_s=2
+        ), (window_counts(bootstrap_servers, state), dict(expected))

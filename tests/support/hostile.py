@@ -20,6 +20,7 @@ import re
 import string
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
@@ -66,7 +67,9 @@ def _word(rng: random.Random, n: int) -> str:
     return "".join(rng.choice(string.ascii_lowercase) for _ in range(n))
 
 
-def _cases(now_s: float) -> dict[str, Callable[[random.Random, bytes], Sample]]:
+def case_builders(now_s: float) -> dict[str, Callable[[random.Random, bytes], Sample]]:
+    """Each hostile case: a function of (rng, a valid record) → its :class:`Sample`."""
+
     def reject(case: str, value: bytes | None, *reasons: str) -> Sample:
         return Sample(b"k", value, frozenset(reasons) or ANY_REJECT, case)
 
@@ -222,7 +225,7 @@ def hostile_mix(
     at random positions; each hostile one is built from the valid record before it, so its
     event time is in step with the stream."""
     rng = random.Random(seed)
-    cases = _cases(now_s)
+    cases = case_builders(now_s)
     common = [c for c in cases if c not in RARE]
     kinds = [c for c, n in RARE.items() for _ in range(n)]
     kinds += [rng.choice(common) for _ in range(n_hostile - len(kinds))]
@@ -237,3 +240,62 @@ def hostile_mix(
             out.append(Sample(key, sample.value, sample.expect, sample.case, sample.ts))
             j += 1
     return out
+
+
+def hypothesis_samples(pool: list[tuple[bytes, bytes]], now_s: float) -> Any:
+    """A Hypothesis strategy of samples: pool records as they are, each hostile case built
+    from a drawn pool record, and schema-led valid-but-extreme records (any JSON values
+    for features, extreme latencies, odd names) keeping a pool record's envelope."""
+    from hypothesis import strategies as st
+
+    cases = case_builders(now_s)
+    small = sorted(c for c in cases if c not in RARE)
+    index = st.integers(0, len(pool) - 1)
+
+    def as_is(i: int) -> Sample:
+        key, value = pool[i]
+        return Sample(key, value, COUNT, "valid", float(orjson.loads(value)["timestamp"]))
+
+    def hostile(case: str, seed: int, i: int) -> Sample:
+        built = cases[case](random.Random(seed), pool[i][1])
+        return Sample(pool[i][0], built.value, built.expect, built.case, built.ts)
+
+    known = ["num_0", "num_1", "num_2", "country", "device"]
+    value = st.one_of(
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.integers(-(2**63), 2**63 - 1),
+        st.text(max_size=300),
+        st.booleans(),
+        st.none(),
+    )
+
+    def extreme(i: int, features: dict[str, Any], latency: float, prediction: Any) -> Sample:
+        key, raw = pool[i]
+        body = _body(raw)
+        body["features"] = features
+        body["latency_ms"] = latency
+        body["prediction"] = prediction
+        expect: str | frozenset[str] = COUNT if set(features) <= set(known) else EITHER
+        ts = body["timestamp"]
+        assert isinstance(ts, float | int)
+        return Sample(key, _dump(body), expect, "schema_led_extreme", float(ts))
+
+    prediction = st.one_of(
+        st.floats(0, 1),
+        st.sampled_from(["approve", "deny"]),
+        st.fixed_dictionaries(
+            {"label": st.sampled_from(["approve", "deny"]), "score": st.floats(0, 1)}
+        ),
+    )
+    names = st.one_of(st.sampled_from(known), st.text(min_size=1, max_size=40))
+    return st.one_of(
+        index.map(as_is),
+        st.builds(hostile, st.sampled_from(small), st.integers(0, 2**32), index),
+        st.builds(
+            extreme,
+            index,
+            st.dictionaries(names, value, max_size=30),
+            st.floats(0, 1e300),
+            prediction,
+        ),
+    )
