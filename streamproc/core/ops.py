@@ -72,3 +72,26 @@ OPS_K: Final = 200
 def new_ops_profile(model: str, model_version: str) -> ModelProfile:
     """An empty ops profile for one model version."""
     return ModelProfile.new(model, model_version, OPS_FEATURES, k=OPS_K, max_categories=1000)
+
+
+def cap_event_names(ops: ModelProfile, cap: int = MAX_UNEXPECTED_FEATURES) -> None:
+    """Keep at most ``cap`` unexpected feature names in a merged ops profile (in place):
+    the most frequent, the rest folded into :data:`OTHER_FEATURES`, so a window's state
+    stays bounded however many deltas with fresh names merge into it. The count of the
+    names folded here adds their largest count to ``OTHER_FEATURES``: a lower bound of the
+    records carrying any of them (the records of two names may coincide), so the schema
+    check's share of records never overstates."""
+    prof = ops.features.get(UNEXPECTED_FEATURE)
+    cats = prof.categories if prof is not None else None
+    if prof is None or cats is None or not cats.is_exact:
+        return
+    counts, _ = cats.counts()
+    named = [(n, c) for n, c in counts.items() if n != OTHER_FEATURES]
+    if len(named) <= cap:
+        return
+    named.sort(key=lambda nc: (-nc[1], nc[0]))
+    other = counts.get(OTHER_FEATURES, 0) + max(c for _n, c in named[cap:])
+    kept = [*named[:cap], (OTHER_FEATURES, other)]
+    capped = type(cats)(cats.max_categories, cats.lg_max_map_size)
+    capped.update([n for n, _c in kept], [c for _n, c in kept])
+    prof.categories = capped

@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 
 from streamproc.contracts.framing import decode_profile_delta, encode_profile_delta
 from streamproc.core.model_profile import ModelProfile
+from streamproc.core.ops import cap_event_names
 from streamproc.monitor.delta import ProfileDelta
 
 RECENT_MS = 5_000
@@ -179,6 +180,7 @@ class AggregateState:
         else:
             window.profile = window.profile.merge(delta.profile)
             window.ops = window.ops.merge(delta.ops)
+            cap_event_names(window.ops)  # fresh names in every delta stay bounded
         for src, last in sources:
             window.applied[src] = max(last, window.applied.get(src, -1))
         newest = delta.profile.event_time_max

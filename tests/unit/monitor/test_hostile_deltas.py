@@ -336,7 +336,7 @@ def test_aggregate_stays_bounded_when_capped_deltas_differ(reference: ModelProfi
         cats = window.ops.features[ops.UNEXPECTED_FEATURE].categories
         assert cats is not None
         if cats.exact is not None:
-            assert len(cats.exact) <= 1_000  # the ops profile's category cap
+            assert len(cats.exact) <= ops.MAX_UNEXPECTED_FEATURES + 1  # the window's cap
         else:
             assert cats.sketch is not None
             assert cats.sketch.num_active_items <= 3 * 2**cats.lg_max_map_size // 4
@@ -345,6 +345,7 @@ def test_aggregate_stays_bounded_when_capped_deltas_differ(reference: ModelProfi
     assert max(sizes) < name_bytes / 4
     (window,) = state.windows.values()
     head, _tail = window.ops.features[ops.UNEXPECTED_FEATURE].categories.counts()  # type: ignore[union-attr]
-    assert head[ops.OTHER_FEATURES] == n_deltas * 10  # every record had a name beyond the cap
+    # every record had a name beyond its delta's cap; folding at merge adds a lower bound
+    assert head[ops.OTHER_FEATURES] >= n_deltas * 10
     restored = WindowState.from_bytes(window.to_bytes())
     assert restored.ops == window.ops
