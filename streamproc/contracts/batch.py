@@ -160,6 +160,9 @@ class DecodeResult:
     """String feature values and predicted labels of accepted rows that were longer than
     ``max_category_bytes`` and replaced by their capped form
     (:func:`~streamproc.contracts.limits.cap_category`)."""
+    future_features_as_of: int = 0
+    """Accepted records whose ``features_as_of`` was later than ``max_event_ms``: taken as
+    absent (the field is invalid, the record is not)."""
 
     @property
     def n_accepted(self) -> int:

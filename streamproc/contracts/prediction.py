@@ -12,8 +12,10 @@ once per record.
   an optional field means absent.
 * Bad input never wins: a record with a duplicate key in any of its JSON objects
   (``duplicate_key``: orjson would silently keep the last), more than
-  ``limits.max_features`` features (``too_many_features``), or an event time or
-  ``features_as_of`` later than ``max_event_ms`` (``future_timestamp``) is rejected; a
+  ``limits.max_features`` features (``too_many_features``), or an event time later
+  than ``max_event_ms`` (``future_timestamp``) is rejected; a ``features_as_of`` later
+  than ``max_event_ms`` is invalid for that field alone (taken as absent, counted in
+  ``DecodeResult.future_features_as_of``: the record's features are still good data); a
   string feature value or predicted label longer than ``limits.max_category_bytes`` UTF-8
   bytes is replaced by its capped form (:func:`~streamproc.contracts.limits.cap_category`)
   and counted in ``DecodeResult.truncated_values``.
@@ -146,6 +148,7 @@ class _Context:
     max_category_bytes: int
     rejects: list[Reject]
     truncated: int = 0
+    future_as_of: int = 0
 
 
 def _record_error(obj: dict[str, Any], max_event_ms: int | None) -> tuple[str, str] | None:
@@ -188,11 +191,9 @@ def _record_error(obj: dict[str, Any], max_event_ms: int | None) -> tuple[str, s
     asof = obj.get("features_as_of")
     if asof is not None:
         try:
-            t = parse_timestamp(asof)
+            parse_timestamp(asof)
         except ValueError as exc:
             return BAD_TIMESTAMP, f"features_as_of: {exc}"
-        if max_event_ms is not None and t * 1000 > max_event_ms:
-            return FUTURE_TIMESTAMP, f"features_as_of: {_ahead(t, max_event_ms)}"
     return None
 
 
@@ -399,7 +400,9 @@ def decode_predictions(
             batches[key] = batch
     if len(rejects) > n_rejects:
         rejects.sort(key=_position)
-    return DecodeResult(batches, rejects, truncated_values=ctx.truncated)
+    return DecodeResult(
+        batches, rejects, truncated_values=ctx.truncated, future_features_as_of=ctx.future_as_of
+    )
 
 
 def _position(r: Reject) -> int:
@@ -481,8 +484,11 @@ def _finalize(
             except ValueError:
                 ok = False
             else:
-                if ctx.max_event_ms is not None and (asof * 1000 > ctx.max_event_ms).any():
-                    ok = False  # NaN (absent) compares False
+                if ctx.max_event_ms is not None:
+                    ahead = asof * 1000 > ctx.max_event_ms  # NaN (absent) compares False
+                    if ahead.any():
+                        asof[ahead] = np.nan  # invalid for this field only
+                        ctx.future_as_of += int(ahead.sum())
     if not ok:
         return _refinalize(key, idx, ts, objs, ctx)
     assert asof is not None

@@ -227,6 +227,8 @@ class IngestLoop:
             )
         if result.truncated_values:
             self.metrics.truncated_values_total.inc(result.truncated_values)
+        if result.future_features_as_of:
+            self.metrics.future_features_as_of_total.inc(result.future_features_as_of)
         for reject in result.rejects:
             self._dead_letter(good[reject.position], reject.reason, reject.detail)
             if reject.reason == "unknown_model":

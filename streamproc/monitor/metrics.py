@@ -29,6 +29,7 @@ class Metrics(NamedTuple):
     deltas_duplicate_total: Counter
     unreadable_deltas_total: Counter
     truncated_values_total: Counter
+    future_features_as_of_total: Counter
     ingest_batch_seconds: Histogram
     ingest_flush_seconds: Histogram
     evaluation_seconds: Summary
@@ -88,6 +89,11 @@ def create(registry: CollectorRegistry | None = None, prefix: str = PREFIX) -> M
         truncated_values_total=Counter(
             name("truncated_values"),
             "Category values longer than [limits] max_category_bytes, cut and hashed",
+            registry=reg,
+        ),
+        future_features_as_of_total=Counter(
+            name("future_features_as_of"),
+            "Accepted records whose features_as_of was ahead of the wall clock (taken as absent)",
             registry=reg,
         ),
         ingest_batch_seconds=Histogram(

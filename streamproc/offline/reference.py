@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.types as pat
 
+from streamproc.contracts.limits import DEFAULT_MAX_CATEGORY_BYTES, cap_category
 from streamproc.core.feature_profile import REFERENCE_K
 from streamproc.core.kinds import FeatureKind
 from streamproc.core.model_profile import ModelProfile
@@ -53,6 +54,21 @@ def _event_times(column: pa.Array, name: str, source: Path) -> pa.Array:
     )
 
 
+def cap_long_strings(
+    column: pa.Array | pa.ChunkedArray, max_bytes: int = DEFAULT_MAX_CATEGORY_BYTES
+) -> pa.Array | pa.ChunkedArray:
+    """A string column with values over ``max_bytes`` UTF-8 bytes capped as the worker caps
+    them (:func:`~streamproc.contracts.limits.cap_category`), so a long training category
+    matches its live counterpart; other columns, and columns without such values, as is."""
+    if not (pat.is_string(column.type) or pat.is_large_string(column.type)):
+        return column
+    longest = pc.max(pc.binary_length(column)).as_py()
+    if longest is None or longest <= max_bytes:
+        return column
+    values = [None if v is None else cap_category(v, max_bytes) for v in column.to_pylist()]
+    return pa.array(values, type=column.type)
+
+
 def _open_all(paths: Sequence[str | Path]) -> list[DataFile]:
     if not paths:
         raise InputError("no data file given; pass --data FILE")
@@ -84,7 +100,7 @@ def feed_files(
         if progress is not None:
             progress.set_label(data.path.name)
         for batch in data.batches(plan.columns, plan.read_types):
-            columns = {name: batch.column(name) for name in plan.features}
+            columns = {name: cap_long_strings(batch.column(name)) for name in plan.features}
             kwargs: dict[str, Any] = {}
             if plan.prediction is not None:
                 key = (
@@ -92,7 +108,7 @@ def feed_files(
                     if plan.prediction_kind is PredictionKind.SCORE
                     else "predicted_labels"
                 )
-                kwargs[key] = batch.column(plan.prediction)
+                kwargs[key] = cap_long_strings(batch.column(plan.prediction))
             if plan.timestamp is not None:
                 kwargs["event_times"] = _event_times(
                     batch.column(plan.timestamp), plan.timestamp, data.path

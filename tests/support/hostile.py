@@ -8,9 +8,10 @@ that are acceptable (dead-lettered exactly once). The reasons are written from t
 schema and the README's rules, not read from the decoder.
 
 Cases (the data-safety issue's list): random bytes, truncated JSON, far-future and
-ancient timestamps, ISO week dates, 900 KB category values, 50 random feature names,
-random model names, NaN/Infinity literals, wrong types, duplicate keys, non-UTF-8 bytes,
-tombstones, 5,000-feature records, 400-deep nesting, odd feature names, huge numbers.
+ancient timestamps, future ``features_as_of``, ISO week dates, 900 KB category values,
+50 random feature names, random model names, NaN/Infinity literals, wrong types,
+duplicate keys, non-UTF-8 bytes, tombstones, 5,000-feature records, 400-deep nesting,
+odd feature names, huge numbers.
 """
 
 from __future__ import annotations
@@ -94,6 +95,11 @@ def case_builders(now_s: float) -> dict[str, Callable[[random.Random, bytes], Sa
         body = _body(valid)
         body["timestamp"] = now_s + rng.uniform(3_600, 30 * 86_400)  # in range, in the future
         return reject("future_timestamp", _dump(body), "future_timestamp")
+
+    def future_as_of(rng: random.Random, valid: bytes) -> Sample:
+        body = _body(valid)
+        body["features_as_of"] = now_s + rng.uniform(3_600, 86_400)  # that field is invalid
+        return counted("future_features_as_of", body)
 
     def ancient(rng: random.Random, valid: bytes) -> Sample:
         body = _body(valid)
@@ -198,6 +204,7 @@ def case_builders(now_s: float) -> dict[str, Callable[[random.Random, bytes], Sa
         "truncated_json": truncated,
         "far_future_timestamp": far_future,
         "future_timestamp": ahead_of_clock,
+        "future_features_as_of": future_as_of,
         "ancient_or_odd_timestamp": ancient,
         "900kb_category": huge_category,
         "50_random_feature_names": random_features,

@@ -10,6 +10,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import orjson
 import pytest
 from hypothesis import given, settings
@@ -292,12 +293,13 @@ def test_future_timestamps_on_both_paths(ts: Any, future: bool) -> None:
     ("asof", "future"),
     [(NOW_MS, False), (NOW_MS + 1, True), ("2024-05-01T10:00:01Z", True), (1714557540, False)],
 )
-def test_future_features_as_of_rejects_the_record(asof: Any, future: bool) -> None:
+def test_future_features_as_of_is_invalid_for_that_field_only(asof: Any, future: bool) -> None:
     values = enc(record(0), record(1, features_as_of=asof))
     result = decode_predictions(values, max_event_ms=NOW_MS)
-    assert reasons(result) == ([(1, FUTURE_TIMESTAMP)] if future else [])
-    if future:
-        assert result.rejects[0].detail.startswith("features_as_of: ")
+    assert reasons(result) == []  # the record is counted ...
+    assert result.future_features_as_of == (1 if future else 0)  # ... the field is not
+    (batch,) = result.batches.values()
+    assert bool(np.isnan(batch.features_as_of[1])) is future
     if not isinstance(asof, str):
         both = enc(record(0, features_as_of=1714557540), record(1, features_as_of=asof))
         fast = fast_decode(both, kinds_for=kinds_for, max_event_ms=NOW_MS)

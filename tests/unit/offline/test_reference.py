@@ -178,3 +178,19 @@ def test_progress_line_reports_rows_and_bytes(data_files: dict[str, Path]) -> No
     assert text.startswith("\rtrain.csv")
     assert "100.0% 4k rows" in text
     assert "rows/s" in text and text.endswith("\n")
+
+
+def test_long_training_categories_are_capped_as_the_worker_caps_them(tmp_path: Path) -> None:
+    import hashlib
+
+    import pyarrow.csv as pacsv
+
+    long_value = "z" * 1_000
+    table = pa.table({"c": ["a", long_value, long_value, "b"], "x": [1.0, 2.0, 3.0, 4.0]})
+    path = tmp_path / "long.csv"
+    pacsv.write_csv(table, path)
+    prof = build_reference([path], model="m", model_version="1")
+    # 256 bytes: a 236-byte prefix, the mark "…#" (4 bytes) and 16 hex digits of SHA-256
+    token = "z" * 236 + "…#" + hashlib.sha256(long_value.encode()).hexdigest()[:16]
+    assert len(token.encode()) == 256
+    assert dict(prof.features["c"].top_categories(10)) == {token: 2, "a": 1, "b": 1}
