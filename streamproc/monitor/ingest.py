@@ -389,7 +389,7 @@ class IngestLoop:
         for buf in self._buffers.values():
             reference = self.references.get(buf.model, buf.model_version)
             assert reference is not None  # unknown models never reach a buffer
-            watermark = self.watermarks.model_newest_ms(buf.model, buf.model_version)
+            watermark = self.watermarks.model_watermark_ms(buf.model, buf.model_version)
             headers = [(WATERMARK_HEADER, str(watermark).encode())]
             # split in (partition, offset) order when one delta would be too large
             for delta in build_deltas(

@@ -26,6 +26,7 @@ dead-lettered (with the reason, never silently).
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,10 +37,12 @@ SourceKey = tuple[int, str, str]
 CONFIRMATIONS = 3
 CONFIRM_SHARE = 0.01
 MAX_JUMP_MS = 3_600_000
+IDLE_S = 5.0
 
 WATERMARK_HEADER = "streamproc.watermark_ms"
-"""Header of every profile delta: the confirmed newest event time (epoch ms) of its model
-version on the ingest worker that wrote it. The aggregate advances its clocks by this,
+"""Header of every profile delta: the event time (epoch ms) its model version's data has
+reached on every partition of the ingest worker that wrote it
+(:meth:`Watermarks.model_watermark_ms`). The aggregate advances its clocks by this,
 never by a delta's own newest event time, which one bad record can set."""
 
 
@@ -65,8 +68,11 @@ class Watermarks:
     skew_ms: int = 300_000
     _confirmed: dict[SourceKey, int] = field(default_factory=dict)
     """Per source, the confirmed newest event time (ms)."""
+    idle_s: float = IDLE_S
     _pending: dict[SourceKey, np.ndarray] = field(default_factory=dict)
     """Per source, the largest ``confirmations`` accepted event times above it, ascending."""
+    _advanced_at: dict[SourceKey, float] = field(default_factory=dict)
+    """Per source, when (monotonic seconds) its confirmed newest event time last moved."""
 
     def newest_ms(self, key: SourceKey) -> int:
         """The confirmed newest event time of ``key`` (0 until it has enough records)."""
@@ -107,6 +113,8 @@ class Watermarks:
         if len(ts_ms) == 0:
             return
         newest = self._candidate(key, ts_ms)
+        if newest > self._confirmed.get(key, 0):
+            self._advanced_at[key] = time.monotonic()
         self._confirmed[key] = newest
         pending = self._pending.get(key, np.empty(0, np.int64))
         above = np.concatenate([pending, ts_ms.astype(np.int64)])
@@ -115,13 +123,21 @@ class Watermarks:
             above = np.sort(above)[-self.confirmations :]
         self._pending[key] = np.sort(above)
 
-    def model_newest_ms(self, model: str, version: str) -> int:
-        """The confirmed newest event time of a model version over its partitions here."""
-        return max(
-            (v for k, v in self._confirmed.items() if k[1] == model and k[2] == version),
-            default=0,
-        )
+    def model_watermark_ms(self, model: str, version: str, now_s: float | None = None) -> int:
+        """The event time a model version's data has reached on every partition here: the
+        least confirmed newest event time over its partitions, as Kafka Streams and Flink
+        take the minimum over input partitions, so a window closes only once every
+        partition is past it (a replay reads partitions at different speeds). A partition
+        whose confirmed time has not moved for ``idle_s`` of wall-clock time is idle and
+        left out, so one that stopped receiving the model's data cannot stall it."""
+        now = time.monotonic() if now_s is None else now_s
+        keys = [k for k, v in self._confirmed.items() if k[1] == model and k[2] == version and v]
+        if not keys:
+            return 0
+        active = [k for k in keys if now - self._advanced_at.get(k, now) <= self.idle_s]
+        return min(self._confirmed[k] for k in active or keys)
 
     def clear(self) -> None:
         self._confirmed.clear()
         self._pending.clear()
+        self._advanced_at.clear()

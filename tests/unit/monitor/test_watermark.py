@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from streamproc.core.model_profile import ModelProfile
@@ -138,3 +140,19 @@ def test_the_checkpointed_clock_wins_over_a_restored_poison_window(
     restored = _harness(reference, replay=True).store
     assert restored.restore_records(reversed(plan.records)) == len(plan.records)
     assert restored.state.clocks[ModelKey("m", "1")].newest_event_ms == T0_MS + 5_000
+
+
+def test_the_model_watermark_waits_for_the_slowest_partition_unless_it_is_idle() -> None:
+    marks = Watermarks(idle_s=5.0)
+    fast, slow = (0, "m", "1"), (1, "m", "1")
+    marks.advance(fast, np.arange(T0_MS, T0_MS + 30_000, 100, dtype=np.int64))
+    marks.advance(slow, np.arange(T0_MS, T0_MS + 10_000, 100, dtype=np.int64))
+    fast_newest, slow_newest = marks.newest_ms(fast), marks.newest_ms(slow)
+    assert slow_newest < fast_newest
+    now = time.monotonic()
+    assert marks.model_watermark_ms("m", "1", now_s=now) == slow_newest  # both active
+    # the slow partition stops moving while the fast one goes on: after 5 s it is idle
+    marks.advance(fast, np.arange(T0_MS + 30_000, T0_MS + 40_000, 100, dtype=np.int64))
+    marks._advanced_at[fast] = now + 6.0
+    assert marks.model_watermark_ms("m", "1", now_s=now + 6.0) == marks.newest_ms(fast)
+    assert marks.model_watermark_ms("x", "1", now_s=now) == 0
