@@ -253,3 +253,17 @@ def wait_drained(worker: Worker, n_events: int, timeout_s: float = 120) -> bool:
         )
 
     return wait_until(drained, timeout_s)
+
+
+def accounted(worker: Worker, model: str = "credit") -> tuple[int, int]:
+    """(records counted into windows, records dead-lettered) by the worker so far."""
+    registry = worker.metrics.registry
+    counted = registry.get_sample_value("streamproc_events_total", {"model": model}) or 0.0
+    dead = sum(
+        s.value
+        for m in registry.collect()
+        if m.name == "streamproc_deadletter"
+        for s in m.samples
+        if s.name.endswith("_total")
+    )
+    return int(counted), int(dead)

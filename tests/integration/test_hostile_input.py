@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from streamproc.monitor.worker import state_topic_name
 from tests.integration.monitor_harness import (
     AlertWatcher,
+    accounted,
     monitor_config,
     records,
     reference_profile,
@@ -125,19 +126,7 @@ def test_hostile_stream_every_record_once_and_the_clean_phase_exact(
         with running_worker(config, [reference_profile()]) as run:
             where = _produce(bootstrap_servers, config.topics.predictions, samples)
             registry = run.worker.metrics.registry
-
-            def accounted() -> float:
-                counted = registry.get_sample_value("streamproc_events_total", {"model": "credit"})
-                dead = sum(
-                    s.value
-                    for m in registry.collect()
-                    if m.name == "streamproc_deadletter"
-                    for s in m.samples
-                    if s.name.endswith("_total")
-                )
-                return (counted or 0.0) + dead
-
-            assert wait_until(lambda: accounted() >= len(samples), 240), accounted()
+            assert wait_until(lambda: sum(accounted(run.worker)) >= len(samples), 240)
             assert run.thread.is_alive() and not run.worker.errors  # the worker never exits
             drift = watcher.wait_for(
                 lambda a: (
@@ -152,8 +141,7 @@ def test_hostile_stream_every_record_once_and_the_clean_phase_exact(
             unreadable = registry.get_sample_value("streamproc_unreadable_deltas_total", {})
             assert unreadable == 0
 
-            counted = registry.get_sample_value("streamproc_events_total", {"model": "credit"})
-            n_dead = int(accounted() - (counted or 0.0))
+            _counted, n_dead = accounted(run.worker)
             dead = _dead_letters(bootstrap_servers, config.topics.deadletter, n_dead)
             assert len(dead) == n_dead
             rejected = _check_once(samples, where, dead)
@@ -215,17 +203,6 @@ def test_hypothesis_drawn_records_through_one_live_worker(
     produced: list[Sample] = []
     places: list[tuple[int, int]] = []
     with running_worker(config, [reference_profile()]) as run:
-        registry = run.worker.metrics.registry
-
-        def accounted() -> float:
-            counted = registry.get_sample_value("streamproc_events_total", {"model": "credit"})
-            return (counted or 0.0) + sum(
-                s.value
-                for m in registry.collect()
-                if m.name == "streamproc_deadletter"
-                for s in m.samples
-                if s.name.endswith("_total")
-            )
 
         @settings(
             max_examples=8,
@@ -238,16 +215,14 @@ def test_hypothesis_drawn_records_through_one_live_worker(
             where = _produce(bootstrap_servers, config.topics.predictions, samples)
             produced.extend(samples)
             places.extend(where)
-            assert wait_until(lambda: accounted() >= len(produced), 60), accounted()
+            assert wait_until(lambda: sum(accounted(run.worker)) >= len(produced), 60)
             assert run.thread.is_alive() and not run.worker.errors
-            counted = registry.get_sample_value("streamproc_events_total", {"model": "credit"})
-            n_dead = int(accounted() - (counted or 0.0))
+            _counted, n_dead = accounted(run.worker)
             dead = _dead_letters(bootstrap_servers, config.topics.deadletter, n_dead)
             _check_once(samples, where, dead)
 
         check()
-        counted = registry.get_sample_value("streamproc_events_total", {"model": "credit"})
-        n_dead = int(accounted() - (counted or 0.0))
+        _counted, n_dead = accounted(run.worker)
         dead = _dead_letters(bootstrap_servers, config.topics.deadletter, n_dead)
         rejected = _check_once(produced, places, dead)
         expected: Counter[int] = Counter(

@@ -10,6 +10,7 @@ import orjson
 from streamproc.monitor.worker import state_topic_name
 from tests.integration.monitor_harness import (
     Feed,
+    accounted,
     expected_counts,
     monitor_config,
     records,
@@ -49,17 +50,9 @@ def _run(
             return registry.get_sample_value(name, labels) or 0.0
 
         def settled() -> bool:
-            counted = value("streamproc_events_total", {"model": "credit"})
-            dead = sum(
-                s.value
-                for m in registry.collect()
-                if m.name == "streamproc_deadletter"
-                for s in m.samples
-                if s.name.endswith("_total")
-            )
             published = value("streamproc_deltas_published_total", {})
             applied = value("streamproc_deltas_applied_total", {})
-            return counted + dead >= len(stream) and applied >= published > 0
+            return sum(accounted(run.worker)) >= len(stream) and applied >= published > 0
 
         if not wait_until(settled, 120):
             snapshot = {

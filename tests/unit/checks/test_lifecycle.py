@@ -8,33 +8,15 @@ from typing import Any
 import orjson
 import pytest
 
-from streamproc.checks import AlertState, CheckResult, LifecyclePolicy, fingerprint, step
+from streamproc.checks import AlertState, LifecyclePolicy, fingerprint, step
 from streamproc.checks.result import CHECK_NAMES
+from tests.support.alerts import MIN, T0, window_result
 
-MIN = 60_000
 HOUR = 3_600_000
-T0 = 1_714_557_600_000  # 2024-05-01T10:00:00Z
 
 
-def result(i: int, breached: bool, severity: str | None = None, **kw: Any) -> CheckResult:
-    """Evaluation number i of the 5-minute window [T0 + 5i min, T0 + 5(i+1) min)."""
-    base: dict[str, Any] = {
-        "check": "feature_drift",
-        "model": "fraud",
-        "model_version": "17",
-        "feature": "car_value",
-        "breached": breached,
-        "severity": severity if severity is not None else ("warning" if breached else None),
-        "statistic": "psi",
-        "value": 0.41 if breached else 0.05,
-        "threshold": 0.25,
-        "n_reference": 120_000,
-        "n_current": 2_310,
-        "window_start_ms": T0 + 5 * MIN * i,
-        "window_end_ms": T0 + 5 * MIN * (i + 1),
-    }
-    base.update(kw)
-    return CheckResult(**base)
+result = window_result
+"""Evaluation number i of the 5-minute window [T0 + 5i min, T0 + 5(i+1) min)."""
 
 
 def run(
