@@ -44,8 +44,13 @@ def free_port() -> int:
 
 
 def port_in_use(port: int) -> bool:
-    """True when something accepts connections (or holds the bind) on 127.0.0.1:port."""
+    """True when something listens on (or holds the bind of) 127.0.0.1:port.
+
+    Binds with ``SO_REUSEADDR``, as Kafka's own listener does: connections of a broker
+    that just stopped linger in TIME_WAIT for about a minute, and they must not make a
+    restart on the same port look taken."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:

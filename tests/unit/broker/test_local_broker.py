@@ -39,6 +39,21 @@ def test_port_in_use_detects_a_listener() -> None:
     assert not port_in_use(port)
 
 
+def test_connections_left_in_time_wait_do_not_make_the_port_look_taken() -> None:
+    server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Kafka's listener (JVM)
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+    conn, _ = server.accept()
+    conn.close()  # the server side closes first: its end of the connection is in TIME_WAIT
+    client.recv(1)
+    client.close()
+    server.close()
+    assert not port_in_use(port)  # a broker restart on this port must not be refused
+
+
 def test_start_on_a_taken_port_says_so(tmp_path: Path) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
