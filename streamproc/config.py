@@ -13,7 +13,7 @@ Environment:
   ``_`` becomes ``.`` (``__`` stands for a literal ``_``), so
   ``STREAMPROC_KAFKA_SECURITY_PROTOCOL=SASL_SSL`` sets ``security.protocol`` and
   ``STREAMPROC_KAFKA_SASL_PASSWORD`` keeps the secret out of the file.
-  ``..._BOOTSTRAP_SERVERS`` and ``..._GROUP_ID`` set those two fields.
+  ``..._BOOTSTRAP_SERVERS``, ``..._GROUP_ID`` and ``..._INSTANCE_ID`` set those fields.
 * ``STREAMPROC_METRICS_PORT``, ``STREAMPROC_REPLAY`` (``1``/``true``).
 
 Unknown keys are errors that name the key and the file: a typo must not silently fall
@@ -91,6 +91,10 @@ _LIFECYCLE: Final = LifecyclePolicy()
 class KafkaConfig:
     bootstrap_servers: str = "localhost:9092"
     group_id: str = "streamproc"
+    instance_id: str = ""
+    """This worker's slot (e.g. a StatefulSet pod name): static group membership and
+    stable transactional ids, so a restart takes its partitions back and fences the dead
+    process's open transaction at once. Empty: a fresh identity per process."""
     client: Mapping[str, str] = field(default_factory=_empty)
     """Pass-through client settings (``security.protocol``, ``sasl.*``, ``ssl.*``, ...)."""
 
@@ -581,11 +585,18 @@ def apply_env(config: MonitorConfig, env: Mapping[str, str]) -> MonitorConfig:
     kafka = config.kafka
     servers = settings.pop("bootstrap.servers", kafka.bootstrap_servers)
     group = settings.pop("group.id", kafka.group_id)
-    if settings or servers != kafka.bootstrap_servers or group != kafka.group_id:
+    instance = settings.pop("instance.id", kafka.instance_id)
+    if (
+        settings
+        or servers != kafka.bootstrap_servers
+        or group != kafka.group_id
+        or instance != kafka.instance_id
+    ):
         kafka = dataclasses.replace(
             kafka,
             bootstrap_servers=servers,
             group_id=group,
+            instance_id=instance,
             client=_frozen({**kafka.client, **settings}),
         )
     metrics, evaluation = config.metrics, config.evaluation

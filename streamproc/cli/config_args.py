@@ -19,6 +19,10 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--config", metavar="FILE", help="TOML file (default: $STREAMPROC_CONFIG)")
     group.add_argument("--bootstrap-servers", metavar="HOST:PORT[,...]")
     group.add_argument("--group-id")
+    group.add_argument(
+        "--instance-id",
+        help="this worker's slot, e.g. its pod name: static membership, fast restarts",
+    )
     group.add_argument("--metrics-port", type=int)
     group.add_argument(
         "--replay",
@@ -38,6 +42,8 @@ def config_from_args(
         kafka = dataclasses.replace(kafka, bootstrap_servers=args.bootstrap_servers)
     if getattr(args, "group_id", None):
         kafka = dataclasses.replace(kafka, group_id=args.group_id)
+    if getattr(args, "instance_id", None):
+        kafka = dataclasses.replace(kafka, instance_id=args.instance_id)
     metrics = config.metrics
     if getattr(args, "metrics_port", None) is not None:
         metrics = dataclasses.replace(metrics, port=args.metrics_port)

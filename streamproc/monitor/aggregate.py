@@ -20,8 +20,6 @@ handed.
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import time
 import uuid
@@ -38,7 +36,7 @@ from confluent_kafka import (
 )
 
 from streamproc.core.errors import ProfileFormatError
-from streamproc.monitor.clients import KafkaClients
+from streamproc.monitor.clients import KafkaClients, stage_identity, static_membership
 from streamproc.monitor.delta import ProfileDelta
 from streamproc.monitor.evaluator import Alert, Evaluator
 from streamproc.monitor.lag import report_lag
@@ -67,6 +65,8 @@ class AggregateSettings:
     retention_ms: int
     evaluation_interval_s: float = 0.5
     checkpoint_interval_s: float = 5.0
+    instance_id: str = ""
+    """Static membership and a stable transactional id (see ``KafkaConfig.instance_id``)."""
     kafka: dict[str, str] = field(default_factory=dict)
     """Connection settings (see IngestSettings.kafka); the stage sets its own group id."""
 
@@ -92,7 +92,7 @@ class AggregateLoop:
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
         self._alerts: Producer | None = None
-        self._txn_id = f"aggregate-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self._txn_id = stage_identity(settings.group_id, settings.instance_id, "aggregate")
         self.ready = threading.Event()
         self._last_staleness = time.monotonic()
 
@@ -118,6 +118,7 @@ class AggregateLoop:
                 "auto.offset.reset": "earliest",
                 "isolation.level": "read_committed",
                 "fetch.wait.max.ms": 100,
+                **static_membership(s.instance_id),
                 "max.partition.fetch.bytes": 32 * 1024 * 1024,
             }
         )

@@ -14,11 +14,8 @@ same group id: the group spreads the partitions.
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,7 +32,7 @@ from streamproc.contracts.fast_decode import FastPathDeclined, fast_decode
 from streamproc.contracts.framing import deadletter_headers
 from streamproc.contracts.limits import DecodeLimits
 from streamproc.contracts.prediction import PredictionBatch, decode_predictions
-from streamproc.monitor.clients import KafkaClients
+from streamproc.monitor.clients import KafkaClients, stage_identity, static_membership
 from streamproc.monitor.lag import report_lag
 from streamproc.monitor.metrics import Metrics
 from streamproc.monitor.references import ReferenceSet
@@ -77,6 +74,8 @@ class IngestSettings:
     limits: DecodeLimits = field(default_factory=DecodeLimits)
     """Record size, feature count and category value length (see contracts.limits)."""
     max_future_skew_ms: int = 300_000
+    instance_id: str = ""
+    """Static membership and a stable transactional id (see ``KafkaConfig.instance_id``)."""
     """Event time allowed ahead of the wall clock; also the wall-clock band in which a
     record is never taken as too far ahead of its partition (see :mod:`.watermark`)."""
     flush_interval_s: float = 0.5
@@ -100,7 +99,7 @@ class IngestLoop:
         self.clients = clients or KafkaClients()
         self.references = references
         self.metrics = metrics
-        self.producer_id = f"ingest-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.producer_id = stage_identity(settings.group_id, settings.instance_id, "ingest")
         self._buffers: dict[tuple[str, str, int], WindowBuffer] = {}
         self.watermarks = Watermarks(skew_ms=settings.max_future_skew_ms)
         """Confirmed newest event time per (partition, model, version)."""
@@ -128,6 +127,7 @@ class IngestLoop:
                 "auto.offset.reset": "earliest",
                 "isolation.level": "read_committed",
                 "partition.assignment.strategy": "cooperative-sticky",
+                **static_membership(s.instance_id),
             }
         )
         producer = self.clients.producer(
