@@ -46,3 +46,22 @@ def test_no_flags_no_file_gives_the_defaults() -> None:
     parser = argparse.ArgumentParser()
     add_config_arguments(parser)
     assert config_from_args(parser.parse_args([]), env={}) == MonitorConfig()
+
+
+def test_instance_id_from_file_env_and_flag_gives_stable_identities(tmp_path: Path) -> None:
+    from streamproc.monitor.clients import stage_identity, static_membership
+
+    path = write(tmp_path, "[kafka]\ninstance_id = 'from-file'\n")
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    c = config_from_args(parser.parse_args(["--config", str(path)]), env={})
+    assert c.kafka.instance_id == "from-file"
+    env = {"STREAMPROC_KAFKA_INSTANCE_ID": "worker-3"}
+    assert config_from_args(parser.parse_args([]), env=env).kafka.instance_id == "worker-3"
+    args = parser.parse_args(["--instance-id", "worker-7"])
+    assert config_from_args(args, env=env).kafka.instance_id == "worker-7"
+    # a slot keeps its transactional id across restarts; no slot: a fresh one per process
+    assert stage_identity("g-ingest", "worker-7", "ingest") == "g-ingest-worker-7"
+    assert stage_identity("g-ingest", "", "ingest") != stage_identity("g-ingest", "", "ingest")
+    assert static_membership("worker-7") == {"group.instance.id": "worker-7"}
+    assert static_membership("") == {}
