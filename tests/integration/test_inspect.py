@@ -7,34 +7,15 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Callable
-from typing import Any
 
-import numpy as np
 import orjson
 from confluent_kafka import Producer
 
 from streamproc.checks.lifecycle import AlertState
-from streamproc.checks.result import fingerprint
-from streamproc.core.model_profile import ModelProfile
-from streamproc.core.ops import new_ops_profile
 from streamproc.monitor.state import WindowKey, WindowState
 from streamproc.monitor.store import alert_record_key, window_record_key
 from tests.support.kafka import create_topic
-
-T0 = 1_714_557_600_000  # 2024-05-01T10:00:00Z
-W = 300_000
-
-
-def window(model: str, version: str, start_ms: int, rows: int, **kw: Any) -> WindowState:
-    profile = ModelProfile.build_reference(model, version, {"x": np.arange(float(rows))})
-    ops = new_ops_profile(model, version)
-    return WindowState(model, version, start_ms, start_ms + W, profile, ops, **kw)
-
-
-def alert(check: str, model: str, version: str, feature: str | None, **kw: Any) -> AlertState:
-    fp = fingerprint(check, model, version, feature)
-    return AlertState(fp, check, model, version, feature, **kw)
-
+from tests.support.state import T0, W, alert, window
 
 Record = tuple[int, bytes, bytes | None]
 

@@ -7,16 +7,12 @@ import io
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import orjson
 import pytest
 
 from streamproc.checks.lifecycle import AlertState
-from streamproc.checks.result import fingerprint
 from streamproc.cli import inspect_cmd
 from streamproc.cli.main import main
-from streamproc.core.model_profile import ModelProfile
-from streamproc.core.ops import new_ops_profile
 from streamproc.monitor.state import WindowKey, WindowState
 from streamproc.monitor.state_reader import (
     StateReadTimeout,
@@ -24,22 +20,9 @@ from streamproc.monitor.state_reader import (
     read_latest,
 )
 from streamproc.monitor.store import alert_record_key, window_record_key
+from tests.support.state import T0, W, alert, window
 
-T0 = 1_714_557_600_000  # 2024-05-01T10:00:00Z
-W = 300_000
 TOPIC = "streamproc-profiles-state"
-
-
-def window(model: str, version: str, start_ms: int, rows: int, **kw: Any) -> WindowState:
-    profile = ModelProfile.build_reference(model, version, {"x": np.arange(float(rows))})
-    return WindowState(
-        model, version, start_ms, start_ms + W, profile, new_ops_profile(model, version), **kw
-    )
-
-
-def alert(check: str, model: str, version: str, feature: str | None, **kw: Any) -> AlertState:
-    fp = fingerprint(check, model, version, feature)
-    return AlertState(fp, check, model, version, feature, **kw)
 
 
 def wrec(w: WindowState, partition: int = 0) -> tuple[bytes, tuple[int, bytes | None]]:
