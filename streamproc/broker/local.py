@@ -18,6 +18,7 @@ import socket
 import subprocess
 import time
 import uuid
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
@@ -75,8 +76,16 @@ class BrokerInfo:
         return f"127.0.0.1:{self.port}"
 
 
-def server_properties(port: int, controller_port: int, log_dir: Path) -> str:
-    """Broker config: one node, replication factor 1, a log cleaner sized for a small heap."""
+ExtraProperties = Callable[[int, int], Mapping[str, str]]
+"""``(port, controller_port) -> properties`` that add to or replace the defaults of
+:func:`server_properties` (e.g. a secured listener block)."""
+
+
+def server_properties(
+    port: int, controller_port: int, log_dir: Path, extra: Mapping[str, str] | None = None
+) -> str:
+    """Broker config: one node, replication factor 1, a log cleaner sized for a small heap;
+    ``extra`` adds to or replaces any of it (listeners, security, authorizer)."""
     props = {
         "process.roles": "broker,controller",
         "node.id": "1",
@@ -106,15 +115,34 @@ def server_properties(port: int, controller_port: int, log_dir: Path) -> str:
         "log.retention.hours": "168",
         "log.segment.bytes": str(256 * 1024 * 1024),
     }
+    props.update(extra or {})
     return "".join(f"{key}={value}\n" for key, value in props.items())
 
 
 class LocalBroker:
-    """Start, stop and inspect the broker whose files live in ``data_dir``."""
+    """Start, stop and inspect the broker whose files live in ``data_dir``.
 
-    def __init__(self, data_dir: Path | None = None, version: str = KAFKA_VERSION) -> None:
+    The keyword hooks are for variants such as the tests' secured broker
+    (``tests/support/secure_kafka.py``); without them the broker is the plaintext one:
+    ``extra_properties`` adds to or replaces :func:`server_properties`, ``format_args``
+    are added to ``kafka-storage format`` (e.g. ``--add-scram ...``), and
+    ``client_config`` is what the readiness check's admin client needs to connect
+    (``security.protocol``, ``sasl.*``, ``ssl.*``)."""
+
+    def __init__(
+        self,
+        data_dir: Path | None = None,
+        version: str = KAFKA_VERSION,
+        *,
+        extra_properties: ExtraProperties | None = None,
+        format_args: Sequence[str] = (),
+        client_config: Mapping[str, str] | None = None,
+    ) -> None:
         self.data_dir = Path(data_dir) if data_dir else default_data_dir()
         self.version = version
+        self.extra_properties = extra_properties
+        self.format_args = tuple(format_args)
+        self.client_config = dict(client_config or {})
 
     @property
     def state_file(self) -> Path:
@@ -153,7 +181,8 @@ class LocalBroker:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log_dir = self.data_dir / "kraft-logs"
         props = self.data_dir / "server.properties"
-        props.write_text(server_properties(port, controller_port, log_dir))
+        extra = self.extra_properties(port, controller_port) if self.extra_properties else None
+        props.write_text(server_properties(port, controller_port, log_dir, extra))
         log4j = self.data_dir / "log4j2.properties"
         log4j.write_text(
             resources.files("streamproc.broker").joinpath("log4j2.properties").read_text()
@@ -194,7 +223,7 @@ class LocalBroker:
         stdout.close()
         info = self._record(proc.pid, port, controller_port)
         try:
-            wait_ready(info.bootstrap_servers, timeout_s, proc=proc)
+            wait_ready(info.bootstrap_servers, timeout_s, proc=proc, config=self.client_config)
         except BrokerSetupError:
             self.stop()
             raise
@@ -225,6 +254,7 @@ class LocalBroker:
             "-c",
             str(props),
             "--ignore-formatted",
+            *self.format_args,
         ]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
@@ -251,9 +281,13 @@ class LocalBroker:
 
 
 def wait_ready(
-    bootstrap_servers: str, timeout_s: float, proc: subprocess.Popen[bytes] | None = None
+    bootstrap_servers: str,
+    timeout_s: float,
+    proc: subprocess.Popen[bytes] | None = None,
+    config: Mapping[str, str] | None = None,
 ) -> None:
-    """Wait until the port answers and a metadata request lists a broker."""
+    """Wait until the port answers and a metadata request lists a broker (``config``:
+    the admin client's extra settings, e.g. SASL/SSL for a secured listener)."""
     from confluent_kafka.admin import AdminClient
 
     host, _, port = bootstrap_servers.rpartition(":")
@@ -267,7 +301,9 @@ def wait_ready(
         try:
             with socket.create_connection((host, int(port)), timeout=1):
                 pass
-            admin = AdminClient({"bootstrap.servers": bootstrap_servers, "log_level": 0})
+            admin = AdminClient(
+                {**(config or {}), "bootstrap.servers": bootstrap_servers, "log_level": 0}
+            )
             metadata = admin.list_topics(timeout=5)
             if metadata.brokers:
                 return

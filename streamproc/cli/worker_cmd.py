@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import signal
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -43,6 +45,7 @@ def register(subparsers: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from streamproc.monitor.authorization import principal_of, refusal_of
     from streamproc.monitor.references import ReferenceSet
     from streamproc.monitor.worker import Worker
 
@@ -74,5 +77,19 @@ def _run(args: argparse.Namespace) -> int:
         config.metrics.port,
         sorted(references.by_model),
     )
-    worker.run(stop)
+    try:
+        worker.run(stop)
+    except Exception as exc:
+        refused = refusal_of(exc)
+        if refused is None:
+            raise
+        # one line that says who was refused what (the README lists the ACLs)
+        print(refused.line(principal_of(config.kafka.client)), file=sys.stderr, flush=True)
+        return 2
+    if worker.abandoned:
+        # stages blocked inside librdkafka (Kafka unreachable) would hold up interpreter
+        # shutdown: leave now, as kill -9 would, with nothing uncommitted kept
+        logging.shutdown()
+        sys.stdout.flush()
+        os._exit(0)
     return 0

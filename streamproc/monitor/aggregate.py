@@ -36,15 +36,22 @@ from confluent_kafka import (
 )
 
 from streamproc.core.errors import ProfileFormatError
-from streamproc.monitor.clients import KafkaClients, stage_identity, static_membership
+from streamproc.monitor.authorization import raise_if_refused
+from streamproc.monitor.clients import (
+    KafkaClients,
+    close_clients,
+    stage_identity,
+    static_membership,
+)
 from streamproc.monitor.delta import ProfileDelta
 from streamproc.monitor.evaluator import Alert, Evaluator
 from streamproc.monitor.lag import report_lag
 from streamproc.monitor.metrics import Metrics
 from streamproc.monitor.state import AggregateState
-from streamproc.monitor.state_reader import read_latest, reader_settings
+from streamproc.monitor.state_reader import StateReadTimeout, read_latest, reader_settings
 from streamproc.monitor.store import AggregateStore, StateRecord
-from streamproc.monitor.txn import commit_or_abort, positions_of
+from streamproc.monitor.supervisor import raise_if_fatal, supervise
+from streamproc.monitor.txn import Interrupted, Patience, Stalled, commit_or_abort, positions_of
 from streamproc.monitor.watermark import parse_watermark_header
 
 log = logging.getLogger(__name__)
@@ -95,6 +102,9 @@ class AggregateLoop:
         self._txn_id = stage_identity(settings.group_id, settings.instance_id, "aggregate")
         self.ready = threading.Event()
         self._last_staleness = time.monotonic()
+        self.patience = Patience()
+        """How long commits wait for Kafka (until stop, then a grace; see :mod:`.txn`)."""
+        metrics.commit_waiting_seconds.labels("aggregate").set_function(self.patience.waited_s)
 
     @property
     def state(self) -> AggregateState:
@@ -134,17 +144,51 @@ class AggregateLoop:
         producer.init_transactions(30)
         producer.begin_transaction()
         self._producer = producer
-        self._alerts = self.clients.producer({**base, "enable.idempotence": True, "linger.ms": 0})
+        # Kafka answered: the commit clock starts here (an idle stage commits nothing)
+        self.metrics.last_commit_timestamp_seconds.labels("aggregate").set_to_current_time()
+        self._alerts = self.clients.producer(
+            # an alert waits out any outage: the checkpoint that records it is committed
+            # only once it is delivered (see checkpoint)
+            {
+                **base,
+                "enable.idempotence": True,
+                "linger.ms": 0,
+                "message.timeout.ms": 0,
+                "on_delivery": self._alert_delivered,
+            }
+        )
 
-    def close(self) -> None:
-        if self._consumer is not None:
-            self._consumer.close()
-        for producer in (self._alerts, self._producer):
-            if producer is not None:
-                producer.flush(10)
-        self._consumer = self._producer = self._alerts = None
+    def _alert_delivered(self, err: KafkaError | None, _msg: Message) -> None:
+        """An alert the broker refuses (no WRITE on the alerts topic) stops the worker
+        with a :class:`~.authorization.Refusal` instead of being dropped silently."""
+        raise_if_refused(err, operation="WRITE", topic=self.settings.alerts_topic)
+
+    def close(self, *, failed: bool = False) -> None:
+        """Close the clients; after a failure nothing waits for Kafka (see
+        :func:`~streamproc.monitor.clients.close_clients`)."""
+        consumer, producer, alerts = self._consumer, self._producer, self._alerts
+        self._consumer = self._producer = self._alerts = None  # a revoke during close is a no-op
+        close_clients(consumer, alerts, producer, failed=failed)
 
     def run(self, stop: threading.Event) -> None:
+        """Run until ``stop`` is set, checkpointing before returning. A Kafka fault drops
+        the state of every partition (it is restored from the last checkpoint when the
+        rebuilt consumer is assigned again; see :mod:`.supervisor`)."""
+        self.patience.stop = stop
+        supervise(
+            "aggregate",
+            lambda: self._run_clients(stop),
+            self._drop_uncommitted,
+            stop,
+            lambda reason: self.metrics.stage_restarts_total.labels("aggregate", reason).inc(),
+        )
+
+    def _drop_uncommitted(self) -> None:
+        """Forget all partitions' state: the rebuilt consumer resumes from the offsets of
+        the last checkpoint, so state applied since then must not be kept."""
+        self.store.revoke(set(self.store.partition_of.values()))
+
+    def _run_clients(self, stop: threading.Event) -> None:
         s = self.settings
         self.open()
         consumer = self._consumer
@@ -170,8 +214,10 @@ class AggregateLoop:
                     self.checkpoint()
             self.evaluate()
             self.checkpoint()
-        finally:
-            self.close()
+        except BaseException:
+            self.close(failed=True)
+            raise
+        self.close()
 
     # ------------------------------------------------------------------ deltas
 
@@ -179,6 +225,9 @@ class AggregateLoop:
         err = msg.error()
         if err is not None:
             if err.code() != KafkaError._PARTITION_EOF:
+                raise_if_fatal(err)
+                s = self.settings
+                raise_if_refused(err, topic=s.profiles_topic, group=s.group_id)
                 log.warning("profiles consume error: %s", err)
             return
         try:
@@ -222,7 +271,7 @@ class AggregateLoop:
             )
             if self.on_alert is not None:
                 self.on_alert(alert)
-        producer.flush(10)
+        producer.poll(0)
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -234,6 +283,7 @@ class AggregateLoop:
         if consumer is None or producer is None:
             return False
         plan = self.store.checkpoint(only)
+        self._deliver_alerts()
         for record in plan.records:
             producer.produce(
                 self.settings.state_topic,
@@ -241,10 +291,27 @@ class AggregateLoop:
                 value=record.value,
                 partition=record.partition,
             )
-        if not commit_or_abort(producer, consumer, positions_of(consumer, only)):
+        if not commit_or_abort(producer, consumer, positions_of(consumer, only), self.patience):
             return False
         self.store.committed(plan)
+        self.metrics.last_commit_timestamp_seconds.labels("aggregate").set_to_current_time()
         return True
+
+    def _deliver_alerts(self) -> None:
+        """Wait until every published alert is delivered (as long as Kafka is away, like
+        a commit): a checkpoint never records an alert state whose message is lost."""
+        alerts = self._alerts
+        if alerts is None:
+            return
+        while alerts.flush(max(0.0, self.patience.remaining_s())) > 0:
+            if self.patience.remaining_s() <= 0:
+                raise Interrupted("alerts undelivered at shutdown")
+            if self.patience.waiting_since is None:
+                self.patience.waiting_since = time.monotonic()
+            if self.patience.waited_s() >= self.patience.stall_s:
+                self.patience.waiting_since = None
+                raise Stalled(f"alerts undelivered after {self.patience.stall_s:.0f} s")
+        self.patience.waiting_since = None
 
     # ------------------------------------------------------------------ rebalances
 
@@ -271,19 +338,18 @@ class AggregateLoop:
         )
 
     def _read_state(self, partitions: list[int]) -> dict[bytes, tuple[int, bytes | None]]:
-        """The latest (partition, value) of every key in the state topic's ``partitions``
-        (a restore that cannot reach the end in 120 s goes on with what it read)."""
+        """The latest (partition, value) of every key in the state topic's ``partitions``.
+        A restore that cannot reach the end in 120 s (Kafka went away) restarts the stage:
+        going on with part of the state would count its windows wrong."""
         reader = self.clients.consumer(
             reader_settings(
                 self.settings.kafka, f"{self.settings.group_id}-restore-{uuid.uuid4().hex[:8]}"
             )
         )
         try:
-            return dict(
-                read_latest(
-                    reader, self.settings.state_topic, partitions, timeout_s=120, partial_ok=True
-                )
-            )
+            return dict(read_latest(reader, self.settings.state_topic, partitions, timeout_s=120))
+        except StateReadTimeout as exc:
+            raise Stalled(f"state restore: {exc}") from exc
         finally:
             reader.close()
 

@@ -7,6 +7,7 @@ confluent-kafka's own classes.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import uuid
@@ -14,18 +15,56 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, KafkaException, Producer
+
+from streamproc.monitor.kafka_log import KAFKA_LOG
+
+log = logging.getLogger(__name__)
 
 ConsumerFactory = Callable[[dict[str, Any]], Consumer]
 ProducerFactory = Callable[[dict[str, Any]], Producer]
+
+
+def logged_consumer(settings: dict[str, Any]) -> Consumer:
+    """confluent-kafka's consumer, logging through :data:`KAFKA_LOG` (throttled)."""
+    return Consumer({"logger": KAFKA_LOG, **settings})
+
+
+def logged_producer(settings: dict[str, Any]) -> Producer:
+    """confluent-kafka's producer, logging through :data:`KAFKA_LOG` (throttled)."""
+    return Producer({"logger": KAFKA_LOG, **settings})
 
 
 @dataclass(frozen=True)
 class KafkaClients:
     """How a loop builds its clients (confluent-kafka's by default)."""
 
-    consumer: ConsumerFactory = Consumer
-    producer: ProducerFactory = Producer
+    consumer: ConsumerFactory = logged_consumer
+    producer: ProducerFactory = logged_producer
+
+
+def close_clients(
+    consumer: Consumer | None, *producers: Producer | None, failed: bool = False
+) -> None:
+    """Close a stage's clients. After a failure nothing waits for Kafka: the producers'
+    queued messages are purged (they belong to an uncommitted transaction, or to alerts
+    whose deciding state was not checkpointed, so both are produced again)."""
+    if consumer is not None:
+        try:
+            consumer.close()
+        except (KafkaException, RuntimeError) as exc:
+            log.warning("closing consumer: %s", exc)
+    for producer in producers:
+        if producer is None:
+            continue
+        if failed:
+            try:
+                producer.purge()
+            except KafkaException as exc:
+                log.debug("purge: %s", exc)
+            producer.flush(0)
+        else:
+            producer.flush(5)
 
 
 def stage_identity(group_id: str, instance_id: str, stage: str) -> str:
@@ -33,10 +72,13 @@ def stage_identity(group_id: str, instance_id: str, stage: str) -> str:
     stable across restarts (``<group>-<instance>``), so the restarted producer's
     ``init_transactions`` fences the killed one and aborts its open transaction at once,
     instead of leaving read_committed readers blocked until ``transaction.timeout.ms``.
-    Without one, a fresh id per process (host, pid, random)."""
+    Without one, a fresh id per process (host, pid, random). Either way it starts with
+    the stage's group id (``<group>-ingest`` / ``<group>-aggregate``), so one PREFIXED
+    transactional-id ACL on ``<group>-`` covers every worker of a deployment (README,
+    "Secured Kafka"); ``stage`` names the stage when the group id is empty."""
     if instance_id:
         return f"{group_id}-{instance_id}"
-    return f"{stage}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    return f"{group_id or stage}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
 def static_membership(instance_id: str) -> dict[str, str]:

@@ -32,11 +32,18 @@ from streamproc.contracts.fast_decode import FastPathDeclined, fast_decode
 from streamproc.contracts.framing import deadletter_headers
 from streamproc.contracts.limits import DecodeLimits
 from streamproc.contracts.prediction import PredictionBatch, decode_predictions
-from streamproc.monitor.clients import KafkaClients, stage_identity, static_membership
+from streamproc.monitor.authorization import raise_if_refused
+from streamproc.monitor.clients import (
+    KafkaClients,
+    close_clients,
+    stage_identity,
+    static_membership,
+)
 from streamproc.monitor.lag import report_lag
 from streamproc.monitor.metrics import Metrics
 from streamproc.monitor.references import ReferenceSet
-from streamproc.monitor.txn import abort, commit_or_abort, positions_of
+from streamproc.monitor.supervisor import raise_if_fatal, supervise
+from streamproc.monitor.txn import Patience, abort, commit_or_abort, positions_of
 from streamproc.monitor.watermark import WATERMARK_HEADER, SourceKey, Watermarks
 from streamproc.monitor.window_buffer import (
     MAX_DELTA_BYTES,
@@ -74,10 +81,10 @@ class IngestSettings:
     limits: DecodeLimits = field(default_factory=DecodeLimits)
     """Record size, feature count and category value length (see contracts.limits)."""
     max_future_skew_ms: int = 300_000
-    instance_id: str = ""
-    """Static membership and a stable transactional id (see ``KafkaConfig.instance_id``)."""
     """Event time allowed ahead of the wall clock; also the wall-clock band in which a
     record is never taken as too far ahead of its partition (see :mod:`.watermark`)."""
+    instance_id: str = ""
+    """Static membership and a stable transactional id (see ``KafkaConfig.instance_id``)."""
     flush_interval_s: float = 0.5
     batch_size: int = 10_000
     kafka: dict[str, str] = field(default_factory=dict)
@@ -110,6 +117,9 @@ class IngestLoop:
         self._last_flush = time.monotonic()
         self.ready = threading.Event()
         """Set once the consumer has its first assignment."""
+        self.patience = Patience()
+        """How long commits wait for Kafka (until stop, then a grace; see :mod:`.txn`)."""
+        metrics.commit_waiting_seconds.labels("ingest").set_function(self.patience.waited_s)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -142,16 +152,31 @@ class IngestLoop:
         producer.init_transactions(30)
         producer.begin_transaction()
         self._consumer, self._producer = consumer, producer
+        # Kafka answered: the commit clock starts here (an idle stage commits nothing)
+        self.metrics.last_commit_timestamp_seconds.labels("ingest").set_to_current_time()
 
-    def close(self) -> None:
-        if self._consumer is not None:
-            self._consumer.close()
-        if self._producer is not None:
-            self._producer.flush(10)
-        self._consumer = self._producer = None
+    def close(self, *, failed: bool = False) -> None:
+        """Close the clients; after a failure, drop what the producer still holds (its
+        transaction is uncommitted: the coordinator or the next producer aborts it)."""
+        consumer, producer = self._consumer, self._producer
+        self._consumer = self._producer = None  # a revoke during close has nothing to do
+        close_clients(consumer, producer, failed=failed)
 
     def run(self, stop: threading.Event) -> None:
-        """Run until ``stop`` is set; flushes and commits what it holds before returning."""
+        """Run until ``stop`` is set; flushes and commits what it holds before returning.
+        A Kafka fault rebuilds the clients and redoes the uncommitted work
+        (:mod:`.supervisor`); a stop while Kafka does not answer returns within
+        :data:`~streamproc.monitor.txn.SHUTDOWN_GRACE_S`, committing nothing more."""
+        self.patience.stop = stop
+        supervise(
+            "ingest",
+            lambda: self._run_clients(stop),
+            self._drop_uncommitted,
+            stop,
+            lambda reason: self.metrics.stage_restarts_total.labels("ingest", reason).inc(),
+        )
+
+    def _run_clients(self, stop: threading.Event) -> None:
         self.open()
         consumer = self._consumer
         assert consumer is not None
@@ -170,8 +195,10 @@ class IngestLoop:
                     self.flush()
                     report_lag(consumer, "ingest", self.metrics.consumer_lag)
             self.flush()
-        finally:
-            self.close()
+        except BaseException:
+            self.close(failed=True)
+            raise
+        self.close()
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("ingest assigned %s", [p.partition for p in partitions])
@@ -187,7 +214,7 @@ class IngestLoop:
             "ingest lost %s: dropping uncommitted buffers", [p.partition for p in partitions]
         )
         if self._producer is not None:
-            abort(self._producer)
+            abort(self._producer, self.patience)
         self._rewind()
 
     # ------------------------------------------------------------------ hot path
@@ -201,6 +228,9 @@ class IngestLoop:
             if err is None:
                 good.append(msg)
             elif err.code() != KafkaError._PARTITION_EOF:
+                raise_if_fatal(err)
+                settings = self.settings
+                raise_if_refused(err, topic=settings.predictions_topic, group=settings.group_id)
                 log.warning("consume error: %s", err)
         if not good:
             return
@@ -401,19 +431,24 @@ class IngestLoop:
             ):
                 self._produce(s.profiles_topic, buf.model.encode(), delta.to_bytes(), headers)
                 self.metrics.deltas_published_total.inc()
-        if not commit_or_abort(producer, consumer, positions):
+        if not commit_or_abort(producer, consumer, positions, self.patience):
             self._rewind()
             return
         self._buffers.clear()
         self._pending_rejects = 0
         self.metrics.ingest_flush_seconds.observe(time.perf_counter() - began)
+        self.metrics.last_commit_timestamp_seconds.labels("ingest").set_to_current_time()
+
+    def _drop_uncommitted(self) -> None:
+        """Forget what no committed transaction holds (it is read again)."""
+        self._buffers.clear()
+        self._pending_rejects = 0
+        self.watermarks.clear()
 
     def _rewind(self) -> None:
         """Drop uncommitted work and seek back to the committed offsets (its transaction
         was aborted: everything since the last commit is read again)."""
-        self._buffers.clear()
-        self._pending_rejects = 0
-        self.watermarks.clear()
+        self._drop_uncommitted()
         consumer = self._consumer
         if consumer is None:
             return

@@ -36,6 +36,9 @@ class Metrics(NamedTuple):
     consumer_lag: Gauge
     alerts_firing: Gauge
     alerts_emitted_total: Counter
+    commit_waiting_seconds: Gauge
+    stage_restarts_total: Counter
+    last_commit_timestamp_seconds: Gauge
     model_gauges: ModelGauges
     """Per-model gauges replaced on every evaluation (see :mod:`.model_gauges`)."""
 
@@ -125,5 +128,23 @@ def create(registry: CollectorRegistry | None = None, prefix: str = PREFIX) -> M
         ),
         alerts_emitted_total=Counter(
             name("alerts_emitted"), "Alert messages published", ["status"], registry=reg
+        ),
+        commit_waiting_seconds=Gauge(
+            name("commit_waiting_seconds"),
+            "Age of the stage's commit in progress (0: none; it grows while Kafka is away)",
+            ["stage"],
+            registry=reg,
+        ),
+        stage_restarts_total=Counter(
+            name("stage_restarts"),
+            "Times a stage rebuilt its Kafka clients after a Kafka fault",
+            ["stage", "reason"],
+            registry=reg,
+        ),
+        last_commit_timestamp_seconds=Gauge(
+            name("last_commit_timestamp_seconds"),
+            "Unix time of the stage's last committed transaction",
+            ["stage"],
+            registry=reg,
         ),
     )

@@ -28,6 +28,7 @@ import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from streamproc.checks.lifecycle import AlertState
+from streamproc.monitor.authorization import raise_if_refused
 from streamproc.monitor.state import WindowState
 from streamproc.monitor.store import ALERT_RECORD, WINDOW_RECORD
 
@@ -122,6 +123,7 @@ def read_latest(
     while len(done) < len(ends) and time.monotonic() < deadline:
         for msg in consumer.consume(num_messages=1000, timeout=0.5):
             if msg.error():
+                raise_if_refused(msg.error(), topic=topic)  # no READ: say so, never wait
                 continue
             p = msg.partition() or 0
             if p not in ends:

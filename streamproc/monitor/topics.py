@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from streamproc.monitor.authorization import raise_if_refused
+
 log = logging.getLogger(__name__)
 
 DAY_MS = 86_400_000
@@ -65,6 +67,7 @@ def ensure_topics(admin: AdminClient, specs: list[TopicSpec], timeout_s: float =
             future.result(timeout=timeout_s)
             created.append(name)
         except KafkaException as exc:
+            raise_if_refused(exc.args[0], operation="CREATE", topic=name)
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise
     _await_metadata(admin, [s.name for s in missing], timeout_s)
@@ -76,6 +79,11 @@ def _await_metadata(admin: AdminClient, names: list[str], timeout_s: float) -> N
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         topics = admin.list_topics(timeout=5).topics
+        for n in names:
+            if n not in topics:  # a full listing leaves out what the principal may not see
+                meta = admin.list_topics(n, timeout=5).topics.get(n)
+                if meta is not None and meta.error is not None:
+                    raise_if_refused(meta.error, operation="DESCRIBE", topic=n)
         if all(
             n in topics
             and topics[n].error is None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,7 @@ from streamproc.checks.alerts import AlertMessage
 from streamproc.config import MonitorConfig
 from streamproc.monitor import metrics as metrics_module
 from streamproc.monitor.aggregate import AggregateLoop, AggregateSettings
+from streamproc.monitor.authorization import RefusalWatch, await_admission, refusal_of
 from streamproc.monitor.clients import KafkaClients
 from streamproc.monitor.evaluator import Evaluator
 from streamproc.monitor.ingest import IngestLoop, IngestSettings
@@ -47,6 +49,12 @@ class Worker:
     errors: list[BaseException] = field(default_factory=list)
     clients: KafkaClients = field(default_factory=KafkaClients)
     """How both stages build their Kafka clients (confluent-kafka's, unless a test says)."""
+    shutdown_timeout_s: float = 8.0
+    """After a stop request, how long :meth:`run` waits for the stages to commit and close
+    (seconds); a stage still blocked on Kafka then is left behind (see :meth:`_join`)."""
+    abandoned: list[str] = field(default_factory=list)
+    """Stages :meth:`run` left blocked on Kafka at shutdown (the process should exit
+    without waiting for them: ``os._exit``)."""
 
     def __post_init__(self) -> None:
         c = self.config
@@ -102,7 +110,10 @@ class Worker:
     def create_topics(self) -> list[str]:
         c = self.config
         settings: dict[str, Any] = c.kafka.connection_settings()
+        watch = RefusalWatch()  # a failed SASL login is reported only to error_cb
+        settings["error_cb"] = watch
         admin = AdminClient(settings)
+        await_admission(admin, watch)
         return ensure_topics(
             admin,
             owned_topics(
@@ -122,23 +133,74 @@ class Worker:
                 self.config.metrics.port, self.config.metrics.host, self.metrics.registry
             )
         threads = [
-            threading.Thread(target=self._guard, args=(self.ingest.run, stop), name="ingest"),
-            threading.Thread(target=self._guard, args=(self.aggregate.run, stop), name="aggregate"),
+            threading.Thread(
+                target=self._guard, args=(self.ingest.run, stop), name="ingest", daemon=True
+            ),
+            threading.Thread(
+                target=self._guard, args=(self.aggregate.run, stop), name="aggregate", daemon=True
+            ),
         ]
         for t in threads:
             t.start()
-        for t in threads:
-            t.join()
+        self.abandoned = self._join(threads, stop)
         if server is not None:
             server.shutdown()
             server.server_close()
         if self.errors:
             raise self.errors[0]
 
+    def _identities(self, stage: str) -> dict[str, Any]:
+        """The group, transactional id and transactional topics of a stage, to name them in
+        a refusal that reaches here as a raw Kafka error: its transactional producer's
+        (consume-side refusals are raised as :class:`Refusal` where they happen)."""
+        if stage == "ingest":
+            i = self.ingest.settings
+            return {
+                "group": i.group_id,
+                "transactional_id": self.ingest.producer_id,
+                "topic": (i.profiles_topic, i.deadletter_topic),  # what its transactions write
+                "operation": "WRITE",
+            }
+        a = self.aggregate.settings
+        return {
+            "group": a.group_id,
+            "transactional_id": self.aggregate._txn_id,
+            "topic": a.state_topic,
+            "operation": "WRITE",
+        }
+
+    def _join(self, threads: list[threading.Thread], stop: threading.Event) -> list[str]:
+        """Wait for the stages; once ``stop`` is set, for at most ``shutdown_timeout_s``.
+        Returns the stages still blocked in a Kafka call then (an outage): they hold only
+        uncommitted work, so leaving them is what ``kill -9`` does, which is safe."""
+        stopped_at: float | None = None
+        while any(t.is_alive() for t in threads):
+            if stop.is_set():
+                stopped_at = stopped_at or time.monotonic()
+                if time.monotonic() - stopped_at >= self.shutdown_timeout_s:
+                    left = [t.name for t in threads if t.is_alive()]
+                    log.warning(
+                        "%s still waiting for Kafka %.0f s after the stop request: exiting "
+                        "without committing (the open transactions are aborted by Kafka, or "
+                        "fenced when the worker restarts; their work is redone)",
+                        " and ".join(left),
+                        self.shutdown_timeout_s,
+                    )
+                    return left
+            for t in threads:
+                t.join(0.1)
+        return []
+
     def _guard(self, target: Callable[[threading.Event], None], stop: threading.Event) -> None:
         try:
             target(stop)
         except BaseException as exc:
-            log.exception("%s stage failed; stopping the worker", threading.current_thread().name)
+            stage = threading.current_thread().name
+            refused = refusal_of(exc, **self._identities(stage))
+            if refused is not None:  # the CLI says it in one line, without a traceback
+                log.error("%s stage: Kafka refused: %s", stage, refused)
+                exc = refused
+            else:
+                log.exception("%s stage failed; stopping the worker", stage)
             self.errors.append(exc)
             stop.set()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -13,6 +15,7 @@ from typing import Any
 import numpy as np
 import orjson
 from confluent_kafka import Consumer, Producer
+from prometheus_client.parser import text_string_to_metric_families
 
 from streamproc.config import MonitorConfig, config_from_mapping
 from streamproc.core.model_profile import ModelProfile
@@ -267,3 +270,63 @@ def accounted(worker: Worker, model: str = "credit") -> tuple[int, int]:
         if s.name.endswith("_total")
     )
     return int(counted), int(dead)
+
+
+STREAMPROC = Path(sys.executable).parent / "streamproc"
+
+
+def worker_command(
+    bootstrap: str,
+    prefix: str,
+    *,
+    config: Path,
+    reference: Path,
+    metrics_port: int,
+    instance_id: str = "worker-0",
+) -> list[str]:
+    """The `streamproc worker` command line a user runs, on ``prefix``'s topics."""
+    return [
+        str(STREAMPROC),
+        "worker",
+        "--config",
+        str(config),
+        "--bootstrap-servers",
+        bootstrap,
+        "--group-id",
+        f"{prefix}.g",
+        "--instance-id",
+        instance_id,
+        "--metrics-port",
+        str(metrics_port),
+        "--predictions-topic",
+        f"{prefix}.predictions",
+        "--alerts-topic",
+        f"{prefix}.alerts",
+        "--reference",
+        str(reference),
+    ]
+
+
+def worker_config(path: Path, prefix: str, window: str = "10s", lateness: str = "5s") -> Path:
+    """A config file for :func:`worker_command`: ``prefix``'s topics, small windows."""
+    path.write_text(
+        f'[topics]\nprofiles = "{prefix}.profiles"\ndeadletter = "{prefix}.dlq"\n'
+        f'[windows]\nsize = "{window}"\nallowed_lateness = "{lateness}"\n'
+    )
+    return path
+
+
+def scrape(port: int, name: str, **labels: str) -> float | None:
+    """A sample of a worker's /metrics (summed over the samples with ``labels``); None
+    while it is not up."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1) as r:
+            text = r.read().decode()
+    except OSError:
+        return None
+    return sum(
+        s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+    )

@@ -5,14 +5,10 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-
-from prometheus_client.parser import text_string_to_metric_families
 
 from streamproc.broker.local import free_port
 from tests.integration.monitor_harness import (
@@ -21,30 +17,17 @@ from tests.integration.monitor_harness import (
     records,
     reference_profile,
     save,
+    scrape,
     wait_until,
     window_counts,
+    worker_command,
+    worker_config,
 )
 from tests.support.kafka import create_topic
 
 RATE = 1_000.0
 SECONDS = 50
 KILLS = 5
-STREAMPROC = Path(sys.executable).parent / "streamproc"
-
-
-def _metric(port: int, name: str) -> float | None:
-    """A sample of the worker's /metrics (summed over labels); None while it is not up."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1) as r:
-            text = r.read().decode()
-    except OSError:
-        return None
-    return sum(
-        s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-        if s.name == name
-    )
 
 
 def test_kill_9_restarts_move_at_once_and_counts_stay_exact(
@@ -54,32 +37,11 @@ def test_kill_9_restarts_move_at_once_and_counts_stay_exact(
     predictions = f"{prefix}.predictions"
     create_topic(bootstrap_servers, predictions, 4)
     reference = save(reference_profile(), tmp_path / "credit.profile")
-    config = tmp_path / "monitor.toml"
-    config.write_text(
-        f'[topics]\nprofiles = "{prefix}.profiles"\ndeadletter = "{prefix}.dlq"\n'
-        f'[windows]\nsize = "10s"\nallowed_lateness = "5s"\n'
-    )
+    config = worker_config(tmp_path / "monitor.toml", prefix)
     port = free_port()
-    command = [
-        str(STREAMPROC),
-        "worker",
-        "--config",
-        str(config),
-        "--bootstrap-servers",
-        bootstrap_servers,
-        "--group-id",
-        f"{prefix}.g",
-        "--instance-id",
-        "worker-0",
-        "--metrics-port",
-        str(port),
-        "--predictions-topic",
-        predictions,
-        "--alerts-topic",
-        f"{prefix}.alerts",
-        "--reference",
-        str(reference),
-    ]
+    command = worker_command(
+        bootstrap_servers, prefix, config=config, reference=reference, metrics_port=port
+    )
     log = (tmp_path / "worker.log").open("ab")
 
     def start() -> subprocess.Popen[bytes]:
@@ -91,9 +53,9 @@ def test_kill_9_restarts_move_at_once_and_counts_stay_exact(
     proc = start()
     recovery_s: list[float] = []
     try:
-        assert wait_until(lambda: _metric(port, "streamproc_deltas_applied_total") is not None, 90)
+        assert wait_until(lambda: scrape(port, "streamproc_deltas_applied_total") is not None, 90)
         feeder.start()
-        assert wait_until(lambda: (_metric(port, "streamproc_deltas_applied_total") or 0) > 0, 90)
+        assert wait_until(lambda: (scrape(port, "streamproc_deltas_applied_total") or 0) > 0, 90)
         for _ in range(KILLS):
             time.sleep(6)
             proc.send_signal(signal.SIGKILL)
@@ -103,7 +65,7 @@ def test_kill_9_restarts_move_at_once_and_counts_stay_exact(
             # progress: the new process merged a delta (it owns partitions, and neither a
             # dead member's session nor its open transaction holds it back)
             assert wait_until(
-                lambda: (_metric(port, "streamproc_deltas_applied_total") or 0) > 0, 60, 0.1
+                lambda: (scrape(port, "streamproc_deltas_applied_total") or 0) > 0, 60, 0.1
             ), "no progress within 60 s of a restart"
             recovery_s.append(time.monotonic() - restarted)
         feeder.join(120)

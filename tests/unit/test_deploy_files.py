@@ -40,6 +40,7 @@ EXPECTED_ALERTS = {
     "StreamprocDeadLetterRateHigh",
     "StreamprocIngestFlushSlow",
     "StreamprocUnreadableDelta",
+    "StreamprocKafkaUnreachable",
 }
 
 

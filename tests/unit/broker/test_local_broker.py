@@ -30,6 +30,18 @@ def test_server_properties_single_node_kraft(tmp_path: Path) -> None:
     assert int(props["log.cleaner.dedupe.buffer.size"]) <= 64 * 1024 * 1024
 
 
+def test_extra_properties_replace_the_listener_block_and_default_is_plaintext(
+    tmp_path: Path,
+) -> None:
+    secured = {"listeners": "SASL_SSL://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093"}
+    props = _props(server_properties(19092, 19093, tmp_path / "logs", secured))
+    assert props["listeners"] == secured["listeners"]
+    assert props["process.roles"] == "broker,controller"  # the rest is kept
+    broker = LocalBroker(tmp_path)
+    assert broker.extra_properties is None and broker.format_args == ()
+    assert broker.client_config == {}
+
+
 def test_port_in_use_detects_a_listener() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -1,6 +1,9 @@
-"""Transactional steps retry only what librdkafka calls retriable."""
+"""Transactional steps retry what librdkafka calls retriable, until stop or a stall."""
 
 from __future__ import annotations
+
+import threading
+import time
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException
@@ -19,43 +22,68 @@ class _Err:
         return f"retriable={self._retriable}"
 
 
-def test_retriable_errors_are_retried(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(txn.time, "sleep", lambda _s: None)
-    calls = []
+def _no_wait(monkeypatch: pytest.MonkeyPatch) -> txn.Patience:
+    patience = txn.Patience()
+    monkeypatch.setattr(patience.stop, "wait", lambda _s=None: False)
+    return patience
 
-    def step() -> None:
-        calls.append(1)
-        if len(calls) < 3:
+
+def test_retriable_errors_are_retried_for_as_long_as_they_last(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    patience = _no_wait(monkeypatch)
+    calls: list[float] = []
+
+    def step(timeout: float) -> None:
+        calls.append(timeout)
+        if len(calls) < 50:  # far more than the old limit of 5 attempts
             raise KafkaException(_Err(retriable=True))
 
-    txn.retrying(step, "commit")
-    assert len(calls) == 3
+    txn.retrying(step, "commit", patience)
+    assert len(calls) == 50
+    assert set(calls) == {txn.STEP_TIMEOUT_S}  # each call short enough to notice a stop
+    assert patience.waiting_since is None  # done: the waiting gauge reads 0 again
 
 
 def test_other_errors_propagate_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(txn.time, "sleep", lambda _s: None)
     calls = []
 
-    def step() -> None:
+    def step(_timeout: float) -> None:
         calls.append(1)
         raise KafkaException(KafkaError(KafkaError._FENCED))
 
     with pytest.raises(KafkaException):
-        txn.retrying(step, "commit")
+        txn.retrying(step, "commit", _no_wait(monkeypatch))
     assert len(calls) == 1
 
 
-def test_gives_up_after_the_last_attempt(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(txn.time, "sleep", lambda _s: None)
-    calls = []
+def test_a_stop_gives_a_retrying_step_a_short_grace_then_interrupts() -> None:
+    patience = txn.Patience(grace_s=0.3)
+    patience.stop.set()
+    calls: list[float] = []
 
-    def step() -> None:
-        calls.append(1)
+    def step(timeout: float) -> None:
+        calls.append(timeout)
         raise KafkaException(_Err(retriable=True))
 
-    with pytest.raises(KafkaException):
-        txn.retrying(step, "commit", attempts=4)
-    assert len(calls) == 4
+    began = time.monotonic()
+    with pytest.raises(txn.Interrupted):
+        txn.retrying(step, "commit", patience)
+    assert 0.3 <= time.monotonic() - began < 2.0
+    assert 1 <= len(calls) <= 5 and all(t <= 0.3 + 1e-6 for t in calls)  # paced, not spun
+
+
+def test_a_step_failing_past_the_stall_limit_gives_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    patience = _no_wait(monkeypatch)
+    patience.stall_s = 0.2
+
+    def step(_timeout: float) -> None:
+        time.sleep(0.05)
+        raise KafkaException(_Err(retriable=True))
+
+    with pytest.raises(txn.Stalled):
+        txn.retrying(step, "commit", patience)
+    assert patience.waiting_since is None
 
 
 class _Abortable:
@@ -111,3 +139,27 @@ def test_a_fatal_commit_error_propagates(monkeypatch: pytest.MonkeyPatch) -> Non
     with pytest.raises(KafkaException):
         txn.commit_or_abort(producer, _GroupConsumer(), [])  # type: ignore[arg-type]
     assert producer.calls == ["commit"]
+
+
+def test_a_call_blocked_past_its_timeout_is_taken_as_hung(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(txn, "CALL_HANG_S", 0.3)
+    release = threading.Event()
+    patience = txn.Patience()
+    patience.remaining_s = lambda: 0.2  # type: ignore[method-assign]
+    began = time.monotonic()
+    with pytest.raises(txn.Stalled, match="blocked"):
+        # librdkafka seen doing this: a retried send_offsets that never returns
+        txn.retrying(lambda _t: release.wait(30) and None, "send offsets", patience)
+    assert time.monotonic() - began < 2
+    release.set()
+
+
+def test_a_stop_ends_the_wait_for_a_hung_call() -> None:
+    release = threading.Event()
+    patience = txn.Patience(grace_s=0.3)
+    patience.stop.set()
+    began = time.monotonic()
+    with pytest.raises(txn.Interrupted):
+        txn.retrying(lambda _t: release.wait(30) and None, "commit transaction", patience)
+    assert time.monotonic() - began < 2
+    release.set()
