@@ -7,7 +7,7 @@ DEMO_ARGS ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help system-deps setup demo test test-unit test-integration lint format typecheck ci broker-start broker-stop broker-status clean \
-	bench-offline bench-ingest bench-latency bench-state bench-scaleout bench-hostile bench-soak
+	bench-offline bench-ingest bench-latency bench-state bench-scaleout bench-hostile bench-soak sim-false-alarms
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-18s %s\n", $$1, $$2}'
@@ -77,6 +77,9 @@ bench-hostile: setup ## Benchmark: `streamproc worker` peak RSS, hostile input m
 
 bench-soak: setup ## Soak: `streamproc worker` 30 min at 1,000 events/s, a fault every 5 min (RSS, lag, recovery)
 	$(BIN)/python benchmarks/bench_soak.py
+
+sim-false-alarms: setup ## Simulation: false-alarm rate per check and shape, windows of 100 .. 1e6 from the reference (~8 min)
+	$(BIN)/python benchmarks/sim_false_alarms.py --out benchmarks/sim_false_alarms.json
 
 clean: ## Remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

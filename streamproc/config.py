@@ -156,6 +156,31 @@ class FreshnessConfig:
 
 
 @dataclass(frozen=True)
+class JointDriftConfig:
+    """The ``joint_drift`` check (see streamproc/checks/joint_checks.py); defaults:
+    EvaluationPolicy (its ``joint_*`` fields)."""
+
+    max_features: int = _EVALUATION.joint_max_features
+    """Numeric features compared, the first by name (profiles track up to 20)."""
+    correlation_warning: float = _EVALUATION.joint_correlation_warning
+    correlation_critical: float = _EVALUATION.joint_correlation_critical
+    reconstruction_warning: float = _EVALUATION.joint_reconstruction_warning
+    reconstruction_critical: float = _EVALUATION.joint_reconstruction_critical
+    alpha: float = _EVALUATION.joint_alpha
+    explained_variance: float = _EVALUATION.joint_explained_variance
+
+    def __post_init__(self) -> None:
+        try:
+            EvaluationPolicy(**self.policy_fields())
+        except ValueError as exc:
+            raise ConfigError(f"bad [joint_drift]: {exc}") from None
+
+    def policy_fields(self) -> dict[str, Any]:
+        """The ``joint_*`` keyword arguments of :class:`EvaluationPolicy`."""
+        return {f"joint_{f.name}": getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+@dataclass(frozen=True)
 class ServiceConfig:
     """Model-service health thresholds (see streamproc/checks/service_checks.py);
     defaults: ServicePolicy."""
@@ -257,6 +282,7 @@ class MonitorConfig:
     lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)
     thresholds: ThresholdsConfig = field(default_factory=ThresholdsConfig)
     freshness: FreshnessConfig = field(default_factory=FreshnessConfig)
+    joint_drift: JointDriftConfig = field(default_factory=JointDriftConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     service: ServiceConfig = field(default_factory=ServiceConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
@@ -288,6 +314,7 @@ class MonitorConfig:
                 processing_lag_p95_s=fresh.processing_lag_p95_ms / 1000,
                 data_lag_p95_s=fresh.data_lag_ms / 1000,
                 skip_wall_clock_lags=self.evaluation.replay,
+                **self.joint_drift.policy_fields(),
             )
         return cache[model]
 
@@ -486,6 +513,7 @@ _SECTIONS: Final[dict[str, type[Any]]] = {
     "evaluation": EvaluationConfig,
     "lifecycle": LifecycleConfig,
     "freshness": FreshnessConfig,
+    "joint_drift": JointDriftConfig,
     "limits": LimitsConfig,
     "service": ServiceConfig,
     "metrics": MetricsConfig,

@@ -119,6 +119,8 @@ _VERB: Final = {
     "fallback_rate": "falls back too often",
     "volume": "traffic volume moved",
     "model_version": "serves an unexpected version mix",
+    "range": "has values out of range",
+    "joint_drift": "drifted jointly (relations between features changed)",
 }
 _RESOLVED_VERB: Final = {
     "feature_drift": "no longer drifts",
@@ -136,6 +138,8 @@ _RESOLVED_VERB: Final = {
     "fallback_rate": "fallback rate is back to normal",
     "volume": "traffic volume is back to normal",
     "model_version": "serves the expected versions again",
+    "range": "values are back in range",
+    "joint_drift": "no longer drifts jointly",
 }
 _ABBREVIATIONS: Final = {"psi": "PSI", "ks": "KS", "js": "JS", "jsd": "JSD", "kl": "KL"}
 

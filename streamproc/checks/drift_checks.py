@@ -3,11 +3,17 @@
 All read one :class:`~streamproc.core.drift.FeatureDrift` per feature (computed once by
 ``compare_features`` and shared with the cardinality check). Which statistics may alert:
 
-* numeric: PSI, Jensen–Shannon, and KS only when also significant (D > D_α, Smirnov
-  1948); Wasserstein-1 ÷ reference scale only when the policy sets a threshold for it;
+* numeric: PSI, Jensen–Shannon, and KS only when also significant beyond the sketches'
+  error (D − ε > D_α, Smirnov 1948; ε = ``ks_error_bound``); Wasserstein-1 ÷ reference
+  scale only when the policy sets a threshold for it;
 * categorical and boolean: PSI and Jensen–Shannon, only when the chi-squared test of
-  homogeneity rejects at ``chi2_alpha`` (a significance gate; see
+  homogeneity (sparse cells pooled) rejects at ``chi2_alpha`` (a significance gate; see
   :mod:`streamproc.checks.policy`).
+
+PSI and JS are graded after their small-sample correction: the excess over their
+expected value between two samples of one distribution on K bins,
+PSI − (K − 1)(1/n + 1/m) and sqrt(max(0, JS² − (K − 1)(1/n + 1/m)/(8 ln 2)))
+(:mod:`streamproc.core.small_sample`); the raw values stay in the evidence.
 
 The result reports the worst breached statistic, or PSI (the primary statistic) when
 clean. Evidence: the top shifted bins (numeric) or categories (categorical) from the
@@ -34,12 +40,15 @@ from streamproc.checks.policy import EvaluationPolicy
 from streamproc.checks.result import CheckResult
 from streamproc.core.drift import PREDICTED_LABEL, PREDICTION, FeatureDrift
 from streamproc.core.kinds import FeatureKind
+from streamproc.core.small_sample import benjamini_hochberg, js2_null_mean, psi_null_mean
 
 _REPORTED = (
     "psi",
     "js",
     "ks",
     "ks_critical_value",
+    "ks_error_bound",
+    "ks_pvalue",
     "wasserstein",
     "mean_shift",
     "out_of_range_share",
@@ -47,6 +56,8 @@ _REPORTED = (
     "chi2_pvalue",
     "chi2_dof",
     "new_category_share",
+    "expected_new_share",
+    "bins",
 )
 
 
@@ -69,6 +80,16 @@ def _wasserstein(policy: EvaluationPolicy, value: float) -> Candidate | None:
     return Candidate.of("wasserstein", value, warn, crit)
 
 
+def corrected_psi_js(fd: FeatureDrift) -> tuple[float | None, float | None]:
+    """(PSI, JS) less their expected value under no drift (see the module docstring)."""
+    st = fd.statistics
+    psi, js, bins = st.get("psi"), st.get("js"), int(st.get("bins") or 0)
+    n, m = fd.n_reference, fd.n_current
+    psi_c = None if psi is None else max(0.0, psi - psi_null_mean(bins, n, m))
+    js_c = None if js is None else math.sqrt(max(0.0, js * js - js2_null_mean(bins, n, m)))
+    return psi_c, js_c
+
+
 def drift_result(
     window: Window,
     check: str,
@@ -80,18 +101,18 @@ def drift_result(
     """One drift evaluation of ``fd``; None below ``min_samples`` valid values a side."""
     t = policy.thresholds.for_feature(fd.name)
     st = fd.statistics
-    psi = st.get("psi")
+    psi, js = corrected_psi_js(fd)
     if min(fd.n_reference, fd.n_current) < t.min_samples or psi is None:
         return None
     primary = Candidate.of("psi", psi, t.psi_warning, t.psi_critical)
     candidates = [primary]
-    js = st.get("js")
     if js is not None:
         candidates.append(Candidate.of("js", js, t.js_warning, t.js_critical))
     note = ""
     if fd.kind is FeatureKind.NUMERIC:
         ks, ks_crit = st.get("ks"), st.get("ks_critical_value")
-        if ks is not None and ks_crit is not None and ks > ks_crit:
+        eps = st.get("ks_error_bound") or 0.0
+        if ks is not None and ks_crit is not None and ks - eps > ks_crit:
             candidates.append(Candidate.of("ks", ks, t.ks_warning, t.ks_critical))
         w = st.get("wasserstein")
         wc = _wasserstein(policy, w) if w is not None else None
@@ -108,7 +129,8 @@ def drift_result(
     if check == "slow_drift":
         note += " (rolling horizon)"
     chosen = worst(candidates, primary)
-    evidence: list[dict[str, Any]] = [*fd.evidence, {"statistics": _statistics(fd)}]
+    reported = {**_statistics(fd), "psi_corrected": psi, "js_corrected": js}
+    evidence: list[dict[str, Any]] = [*fd.evidence, {"statistics": reported}]
     return window.result(
         check,
         fd.name,
@@ -130,6 +152,20 @@ def prediction_subject(model: str, name: str) -> str | None:
     return None
 
 
+def _pvalue(result: CheckResult) -> float:
+    """The drift test's p-value in a drift result's evidence (KS, else chi-squared); 1
+    when neither was computed."""
+    items = result.evidence if isinstance(result.evidence, list) else [result.evidence]
+    for item in items:
+        st = item.get("statistics") if isinstance(item, dict) else None
+        if isinstance(st, dict):
+            for key in ("ks_pvalue", "chi2_pvalue"):
+                v = st.get(key)
+                if isinstance(v, int | float):
+                    return float(v)
+    return 1.0
+
+
 def dataset_drift_result(
     window: Window,
     feature_results: list[CheckResult],
@@ -139,13 +175,15 @@ def dataset_drift_result(
     n_current: int,
 ) -> CheckResult | None:
     """One ``dataset_drift`` result from the per-feature drift results (inputs only, no
-    predictions): the share of evaluated features that breached, ≥ the policy's share.
-    None when fewer than ``dataset_drift_min_features`` features were evaluated."""
+    predictions): the share of evaluated features that breached and whose drift test's
+    p-value is a Benjamini–Hochberg discovery at ``dataset_drift_fdr`` across the
+    features, ≥ the policy's share. None below ``dataset_drift_min_features`` features."""
     evaluated = len(feature_results)
     if evaluated < policy.dataset_drift_min_features:
         return None
+    found = benjamini_hochberg([_pvalue(r) for r in feature_results], policy.dataset_drift_fdr)
     drifted = sorted(
-        (r for r in feature_results if r.breached),
+        (r for r, d in zip(feature_results, found, strict=True) if r.breached and d),
         key=lambda r: (r.severity != "critical", -(r.value / r.threshold if r.threshold else 0)),
     )
     share = len(drifted) / evaluated

@@ -18,7 +18,9 @@ check                   feature                      module
 ``schema``              each reference feature;      :mod:`~streamproc.checks.quality_checks`
                         None (unexpected features)
 ``cardinality``         each categorical feature     :mod:`~streamproc.checks.quality_checks`
+``range``               each numeric feature         :mod:`~streamproc.checks.range_checks`
 ``degenerate_output``   None                         :mod:`~streamproc.checks.quality_checks`
+``joint_drift``         None                         :mod:`~streamproc.checks.joint_checks`
 ``freshness``           ``data_lag``,                :mod:`~streamproc.checks.freshness_checks`
                         ``pipeline_lag``,
                         ``processing_lag``
@@ -39,6 +41,7 @@ from typing import Final
 from streamproc.checks.context import Window
 from streamproc.checks.drift_checks import dataset_drift_result, drift_result, prediction_subject
 from streamproc.checks.freshness_checks import evaluate_staleness, freshness_results
+from streamproc.checks.joint_checks import joint_drift_result
 from streamproc.checks.policy import DEFAULT_POLICY, EvaluationPolicy
 from streamproc.checks.quality_checks import (
     cardinality_result,
@@ -47,6 +50,7 @@ from streamproc.checks.quality_checks import (
     schema_result,
     unexpected_features_result,
 )
+from streamproc.checks.range_checks import range_result
 from streamproc.checks.result import CheckResult
 from streamproc.core.drift import PREDICTED_LABEL, PREDICTION, compare_features
 from streamproc.core.feature_profile import FeatureProfile
@@ -113,6 +117,9 @@ def evaluate_window(
                 card = cardinality_result(window, fd, ref, cur, t, policy)
                 if card is not None:
                     out.append(card)
+                rng = range_result(window, name, ref, cur, t, policy)
+                if rng is not None:
+                    out.append(rng)
         if rolling:
             continue
         if cur is not None and same_kind:
@@ -159,6 +166,9 @@ def evaluate_window(
     )
     if ds is not None:
         out.append(ds)
+    joint = joint_drift_result(window, reference, current, policy)
+    if joint is not None:
+        out.append(joint)
     deg = degenerate_output_result(window, reference, current, policy)
     if deg is not None:
         out.append(deg)

@@ -14,8 +14,17 @@ Rules, per fingerprint (check, model, version, feature):
 * While firing: **escalate** warning→critical with one update message (critical is not
   downgraded until resolution), and **re-notify** at most every ``renotify_ms`` (default
   1 h). Nothing else: repeated evaluations of a firing alert are silent.
-* An evaluation whose ``window_end_ms`` is not after the last counted one (a re-delivered
-  or re-evaluated window) does not count again; it can still escalate or re-notify.
+* **Non-overlapping evaluation units.** An evaluation counts toward M-of-N and K only
+  when its event-time span ``[window_start_ms, window_end_ms)`` starts at or after the
+  end of the last counted one. The live worker evaluates the last 5 s of event time
+  every 0.5 s; those provisional spans overlap, and counting each would make "2 of the
+  last 3" one noisy observation counted several times. So at most one provisional
+  verdict per 5 s of event time counts, a closed window counts when no counted
+  provisional span overlaps it (replays: every window), and a re-delivered or
+  re-evaluated window never counts twice. ``slow_drift`` (a rolling horizon, overlapping
+  by design), ``staleness`` and ``model_version`` (a clock and a serving set, not a
+  sample) count whenever ``window_end_ms`` advances. An evaluation that
+  does not count can still escalate or re-notify.
 
 This is the debounce/hysteresis scheme of Prometheus' ``for:`` clause and Alertmanager's
 ``repeat_interval``, with M-of-N in place of "for all of the last N", as in Datadog's
@@ -191,7 +200,7 @@ def step(
             f"({result.check}, {result.model}, {result.model_version}, {result.feature})"
         )
 
-    counted = state.last_window_end_ms is None or result.window_end_ms > state.last_window_end_ms
+    counted = _counts(state, result)
     if counted:
         state = replace(
             state,
@@ -234,6 +243,21 @@ def step(
         state = replace(state, last_sent_ms=now_ms)
         return state, _message(state, result, now_ms, policy, "renotify")
     return state, None
+
+
+OVERLAPPING_CHECKS: Final = frozenset({"slow_drift", "staleness", "model_version"})
+"""Checks whose successive spans overlap by design (a horizon, a clock, a serving set):
+they count whenever their end advances."""
+
+
+def _counts(state: AlertState, result: CheckResult) -> bool:
+    """Whether ``result`` is a new, non-overlapping evaluation unit (module docstring)."""
+    last = state.last_window_end_ms
+    if last is None:
+        return True
+    if result.check in OVERLAPPING_CHECKS:
+        return result.window_end_ms > last
+    return result.window_start_ms >= last and result.window_end_ms > last
 
 
 def _message(

@@ -20,14 +20,37 @@ pipeline lag p95                  60 s       ×5         Kafka append time − e
 processing lag p95                60 s       ×5         ingest time − Kafka append (wall clock)
 staleness                         —          600 s      now − newest event; always critical
 chi-squared significance α        0.01                  gate for categorical PSI/JS (see below)
+share-test significance α         1e-4                  one-sided binomial tests, see below
+dataset-drift false discovery q   0.05                  Benjamini–Hochberg across features
 Wasserstein (÷ reference scale)   None       None       reported, alerts only when configured
+joint: largest correlation change 0.2        0.4        |Δr| of a pair, and significant
+joint: reconstruction error ratio 1.2        1.5        window ÷ reference, and significant
+joint: significance α             1e-4                  per window, both statistics together
+joint: explained variance         0.65                  of the reference's PCA components kept
+joint: features                   20                    the first numeric ones by name
 ================================  =========  =========  =======================================
+
+``joint_drift`` (docs/STATISTICS.md *Joint distribution*): a pair's correlation change or
+the reconstruction error ratio breaches only when also significant — half of
+``joint_alpha`` for the pairs (Bonferroni over them), half for the reconstruction error,
+with Student-t critical values on the reference parts' noise estimate. A pair needs
+``thresholds.min_samples`` rows on both sides (the minimum of the distribution checks).
 
 Why chi-squared is only a gate: its statistic grows linearly with the sample size, so at
 production volumes (10⁵ events a window) it rejects homogeneity for shifts nobody cares
 about (a category moving from 20.0% to 20.3%). A categorical PSI or JS breach must also be
 significant (chi-squared p-value < ``chi2_alpha``); chi-squared never alerts by itself.
 KS is gated the same way by its own critical value (``Thresholds.ks_alpha``).
+
+Shares judged by sample size (``share_test_alpha``, docs/STATISTICS.md *Small samples*):
+the dominant output share (``degenerate_output``), the new-category share
+(``cardinality``, against the reference's Good–Turing unseen mass) and the out-of-range
+share (``range``) breach only when a one-sided binomial test says the window's share is
+above the reference's own (its upper bound) at level α = 1e-4, chosen with the
+false-alarm budget (at most one false alert per model per week at 100 features). A
+feature counts toward ``dataset_drift``'s drifted share only when its drift test (KS or
+chi-squared p-value) is a discovery at false discovery rate ``dataset_drift_fdr``
+(Benjamini & Hochberg 1995) across the window's features.
 
 ``skip_wall_clock_lags``: during a replay, pipeline and processing lags measure how old
 the replayed data are (re-produced records are appended now), not how late the pipeline
@@ -53,6 +76,8 @@ class EvaluationPolicy:
 
     thresholds: Thresholds = field(default_factory=lambda: DEFAULT_THRESHOLDS)
     chi2_alpha: float = 0.01
+    share_test_alpha: float = 1e-4
+    dataset_drift_fdr: float = 0.05
     wasserstein_warning: float | None = None
     wasserstein_critical: float | None = None
     missing_feature_rate_warning: float = 0.01
@@ -74,6 +99,13 @@ class EvaluationPolicy:
     freshness_min_samples: int = 20
     skip_wall_clock_lags: bool = False
     staleness_s: float = 600.0
+    joint_max_features: int = 20
+    joint_alpha: float = 1e-4
+    joint_explained_variance: float = 0.65
+    joint_correlation_warning: float = 0.2
+    joint_correlation_critical: float = 0.4
+    joint_reconstruction_warning: float = 1.2
+    joint_reconstruction_critical: float = 1.5
 
     def __post_init__(self) -> None:
         for name in (
@@ -82,18 +114,26 @@ class EvaluationPolicy:
             "distinct_ratio",
             "dominant_share",
             "dataset_drift_share",
+            "joint_correlation",
+            "joint_reconstruction",
         ):
             _check_pair(name, getattr(self, f"{name}_warning"), getattr(self, f"{name}_critical"))
         ww, wc = self.wasserstein_warning, self.wasserstein_critical
         if ww is not None and wc is not None:
             _check_pair("wasserstein", ww, wc)
-        if not 0.0 < self.chi2_alpha < 1.0:
-            raise ValueError(f"chi2_alpha must be in (0, 1), got {self.chi2_alpha}")
+        for name in ("chi2_alpha", "share_test_alpha", "dataset_drift_fdr"):
+            if not 0.0 < getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in (0, 1), got {getattr(self, name)}")
         if self.lag_critical_factor < 1.0:
             raise ValueError(f"lag_critical_factor must be >= 1, got {self.lag_critical_factor}")
         for name in ("degenerate_min_samples", "freshness_min_samples"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        for name in ("joint_alpha", "joint_explained_variance"):
+            if not 0.0 < getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in (0, 1), got {getattr(self, name)}")
+        if self.joint_max_features < 2:
+            raise ValueError("joint_max_features must be at least 2")
         if self.dataset_drift_min_features < 1:
             raise ValueError("dataset_drift_min_features must be at least 1")
 

@@ -9,15 +9,20 @@
   critical. ``schema`` with no feature: unexpected features — the largest per-name rate
   of records carrying a feature the reference does not know, every name in evidence.
 * ``cardinality`` (categorical features): the share of current values in categories
-  unseen in the reference (any → warning, > 5% → critical; only while the reference's
-  category counts are exact, otherwise "unseen" is unknowable), and the distinct-count
-  jump (current ÷ reference distinct estimate).
+  unseen in the reference, against the share a fresh sample of the reference
+  distribution would show — the reference's Good–Turing unseen mass U = f₁/n (only
+  while its category counts are exact, otherwise "unseen" is unknowable). It breaches
+  when above U + the ``new_category_share_*`` margin (warning 0: any excess; critical
+  0.05) **and** a one-sided binomial test rejects "share ≤ U + 3 standard errors" at
+  ``share_test_alpha``; and the distinct-count jump (current ÷ reference distinct).
 * ``degenerate_output`` (per model): the share of the most common predicted label, and of
   the most common score (1 when all scores are equal; otherwise the point mass at the KLL
   median, which holds any value with more than half the mass). At or above 99% →
-  warning, 99.9% → critical. A dominant share the reference itself had is not alarming
-  (a fraud model predicts "legit" 99.5% of the time), so then only a fully constant
-  output (share 1) is flagged.
+  warning, 99.9% → critical, and only when a one-sided binomial test rejects "the window
+  is as concentrated as the reference" — the reference's share of that label (or its
+  top-score share) plus its sampling error (:func:`~streamproc.core.small_sample.
+  upper_share`) — at ``share_test_alpha``. A fraud model that predicts "legit" 98.5% of
+  the time gives windows of 500 at ≥ 99% by chance; that is not a collapse.
 
 Raw category values appear only in evidence under the ``category`` (or ``value``) key,
 never in summaries, and each such evidence item carries ``count``, the records of the
@@ -27,6 +32,7 @@ share it (see :func:`streamproc.checks.alerts.redact_evidence`).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from streamproc.checks.context import Candidate, Window, worst
@@ -36,6 +42,7 @@ from streamproc.core.drift import FeatureDrift
 from streamproc.core.feature_profile import FeatureProfile
 from streamproc.core.kinds import FeatureKind
 from streamproc.core.model_profile import ModelProfile
+from streamproc.core.small_sample import binomial_excess_pvalue, upper_share
 from streamproc.core.thresholds import Thresholds
 
 
@@ -178,15 +185,25 @@ def cardinality_result(
     st = fd.statistics
     candidates: list[Candidate] = []
     share = st.get("new_category_share")
+    expected: dict[str, Any] = {}
     if share is not None and ref.categories.is_exact:
-        candidates.append(
-            Candidate.of(
-                "new_category_share",
-                share,
-                t.new_category_share_warning,
-                t.new_category_share_critical,
-            )
+        unseen = st.get("expected_new_share") or 0.0
+        bound = min(1.0, unseen + 3.0 * (st.get("expected_new_share_se") or 0.0))
+        pvalue = binomial_excess_pvalue(round(share * fd.n_current), fd.n_current, bound)
+        cand = Candidate.of(
+            "new_category_share",
+            share,
+            unseen + t.new_category_share_warning,
+            unseen + t.new_category_share_critical,
         )
+        if pvalue >= policy.share_test_alpha:
+            cand = dataclasses.replace(cand, severity=None)
+        candidates.append(cand)
+        expected = {
+            "expected_new_share": unseen,
+            "expected_new_share_upper": bound,
+            "pvalue": pvalue,
+        }
     ratio = st.get("distinct_ratio")
     if ratio is not None:
         candidates.append(
@@ -204,7 +221,11 @@ def cardinality_result(
         {"category": c, "count": k, "share": k / n} for c, k in fd.top_new_categories
     ]
     evidence.append(
-        {"distinct_reference": ref.distinct_estimate(), "distinct_current": cur.distinct_estimate()}
+        {
+            "distinct_reference": ref.distinct_estimate(),
+            "distinct_current": cur.distinct_estimate(),
+            **expected,
+        }
     )
     return window.result(
         "cardinality",
@@ -223,6 +244,14 @@ def _top_label(prof: FeatureProfile) -> tuple[str, float, int]:
     if not top or total <= 0:
         return "", 0.0, 0
     return top[0][0], top[0][1] / total, int(top[0][1])
+
+
+def _share_of(prof: FeatureProfile | None, category: str) -> float:
+    """Share of ``category`` among ``prof``'s values (a sketch's estimate past the cap)."""
+    if prof is None or prof.categories is None or prof.categories.total <= 0:
+        return 0.0
+    head, _ = prof.categories.counts()
+    return head.get(category, 0) / prof.categories.total
 
 
 def _top_score(prof: FeatureProfile) -> tuple[float, float]:
@@ -245,19 +274,24 @@ def degenerate_output_result(
     evidence: list[dict[str, Any]] = []
     n_ref = n_cur = 0
 
-    def add(statistic: str, share: float, ref_share: float, item: dict[str, Any]) -> None:
+    def add(
+        statistic: str, share: float, ref_share: float, m: int, n: int, item: dict[str, Any]
+    ) -> None:
         cand = Candidate.of(statistic, share, w, c, inclusive=True)
-        if ref_share >= w and share < 1.0:
-            cand = Candidate(statistic, share, w, c, None, True)  # the reference was like this
+        bound = upper_share(ref_share, n) if n > 0 else 0.0  # no reference: thresholds
+        pvalue = binomial_excess_pvalue(round(share * m), m, bound)
+        if pvalue >= policy.share_test_alpha:  # no more concentrated than the reference
+            cand = dataclasses.replace(cand, severity=None)
         candidates.append(cand)
-        evidence.append({**item, "share": share, "reference_share": ref_share})
+        evidence.append({**item, "share": share, "reference_share": ref_share, "pvalue": pvalue})
 
     lab, ref_lab = current.predicted_label, reference.predicted_label
     if lab is not None and lab.valid_count >= policy.degenerate_min_samples:
         cat, share, count = _top_label(lab)
-        ref_share = _top_label(ref_lab)[1] if ref_lab is not None else 0.0
+        ref_share = _share_of(ref_lab, cat)
+        n_ref_lab = ref_lab.valid_count if ref_lab is not None else 0
         item: dict[str, Any] = {"output": "predicted_label", "category": cat, "count": count}
-        add("top_label_share", share, ref_share, item)
+        add("top_label_share", share, ref_share, lab.valid_count, n_ref_lab, item)
         n_cur = max(n_cur, lab.valid_count)
         n_ref = max(n_ref, ref_lab.valid_count if ref_lab is not None else 0)
     score, ref_score = current.prediction, reference.prediction
@@ -266,7 +300,8 @@ def degenerate_output_result(
         ref_share = _top_score(ref_score)[1] if ref_score is not None else 0.0
         count = int(share * score.valid_count)  # records at the top score (rounded down)
         item = {"output": "prediction", "value": value, "count": count, "std": score.std}
-        add("top_score_share", share, ref_share, item)
+        n_ref_score = ref_score.valid_count if ref_score is not None else 0
+        add("top_score_share", share, ref_share, score.valid_count, n_ref_score, item)
         n_cur = max(n_cur, score.valid_count)
         n_ref = max(n_ref, ref_score.valid_count if ref_score is not None else 0)
     if not candidates:

@@ -23,6 +23,8 @@ ERROR_RATE: Final = "error_rate"
 FALLBACK_RATE: Final = "fallback_rate"
 VOLUME: Final = "volume"
 MODEL_VERSION: Final = "model_version"
+RANGE: Final = "range"
+JOINT_DRIFT: Final = "joint_drift"
 
 CHECK_NAMES: Final = (
     FEATURE_DRIFT,
@@ -40,6 +42,8 @@ CHECK_NAMES: Final = (
     FALLBACK_RATE,
     VOLUME,
     MODEL_VERSION,
+    RANGE,
+    JOINT_DRIFT,
 )
 """Every check; each has a section in docs/RUNBOOK.md whose anchor is the name with
 ``_`` replaced by ``-`` (e.g. ``#feature-drift``)."""

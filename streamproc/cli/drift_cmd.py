@@ -1,4 +1,15 @@
-"""``streamproc drift``: compare current data (or a profile) with a reference profile."""
+"""``streamproc drift``: compare current data (or a profile) with a reference profile.
+
+Verdicts are the worker's: the current profile is judged by
+:func:`~streamproc.checks.evaluate.evaluate_window` — the same checks, gates,
+small-sample rules and thresholds — with the policy ``--config`` gives the model
+(``MonitorConfig.evaluation_policy``, per-model and per-feature ``[thresholds]``). A
+feature's status is the worst severity of its checks (``feature_drift``,
+``prediction_drift``, ``cardinality``, ``range``, ``completeness``, ``schema``; "ok" when
+evaluated clean, "insufficient_data" when none had enough values); the overall status
+also counts the model-level checks (``dataset_drift``, ``degenerate_output``). The
+statistics are those of ``compare_profiles``; every verdict is listed under ``checks``.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +19,13 @@ from typing import Any
 
 import orjson
 
+from streamproc.checks.evaluate import evaluate_window
+from streamproc.checks.result import CheckResult
+from streamproc.cli.config_args import add_config_arguments, config_from_args
 from streamproc.core.drift import compare_profiles
 from streamproc.core.model_profile import ModelProfile
-from streamproc.core.thresholds import DEFAULT_THRESHOLDS
 from streamproc.errors import UsageError
-from streamproc.offline.drift_output import drift_json, exit_code_for
+from streamproc.offline.drift_output import STATUS_RANK, drift_json, exit_code_for
 from streamproc.offline.errors import InputError
 from streamproc.offline.profile_io import is_profile_file, load_profile, save_profile
 from streamproc.offline.reference import profile_like
@@ -84,6 +97,7 @@ def register(subparsers: Any) -> None:
         help="also write the profile built from current data files to FILE",
     )
     p.add_argument("--no-progress", action="store_true", help="never show the progress line")
+    add_config_arguments(p)
     p.set_defaults(func=run_drift)
 
 
@@ -114,10 +128,71 @@ def run_drift(args: argparse.Namespace) -> int:
         current = _current_profile(args, reference)
     except InputError as exc:
         raise UsageError(str(exc)) from exc
-    report = compare_profiles(reference, current, DEFAULT_THRESHOLDS)
+    policy = config_from_args(args).evaluation_policy(reference.model)
+    report = compare_profiles(reference, current, policy.thresholds)
     doc = drift_json(report, reference, current, fail_on=args.fail_on)
+    start, end = _span_ms(current)
+    results = evaluate_window(
+        reference, current, None, policy, window_start_ms=start, window_end_ms=end
+    )
+    apply_verdicts(doc, results)
     if args.format == "json":
         sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
         print(render_drift_table(doc))
-    return exit_code_for(report.status, args.fail_on)
+    return exit_code_for(doc["status"], args.fail_on)
+
+
+def _span_ms(current: ModelProfile) -> tuple[int, int]:
+    """The current data's event-time span, epoch ms (0, 1 without event times)."""
+    lo, hi = current.event_time_min, current.event_time_max
+    if lo is None or hi is None:
+        return 0, 1
+    return int(lo * 1000), int(hi * 1000) + 1
+
+
+def apply_verdicts(doc: dict[str, Any], results: list[CheckResult]) -> None:
+    """Replace the statuses and breaches of ``doc`` with the checks' verdicts."""
+    features: dict[str, Any] = doc["features"]
+    status = {name: "insufficient_data" for name in features}
+    breaches: dict[str, list[dict[str, Any]]] = {name: [] for name in features}
+    overall = "insufficient_data"
+    for r in results:
+        sev = r.severity if r.breached else "ok"
+        sev = sev or "warning"
+        if STATUS_RANK[sev] > STATUS_RANK[overall]:
+            overall = sev
+        if r.feature not in features:
+            continue
+        if STATUS_RANK[sev] > STATUS_RANK[status[r.feature]]:
+            status[r.feature] = sev
+        if r.breached:
+            breaches[r.feature].append(
+                {
+                    "check": r.check,
+                    "statistic": r.statistic,
+                    "value": r.value,
+                    "threshold": r.threshold,
+                    "severity": sev,
+                }
+            )
+    for name, feature in features.items():
+        feature["status"], feature["breaches"] = status[name], breaches[name]
+    bad = [n for n in features if status[n] in ("warning", "critical")]
+    bad.sort(key=lambda n: (-STATUS_RANK[status[n]], n))
+    doc["status"], doc["drifted_features"] = overall, bad
+    fail_on = doc.get("fail_on")
+    doc["failed"] = fail_on is not None and STATUS_RANK[overall] >= STATUS_RANK[fail_on]
+    doc["checks"] = [
+        {
+            "check": r.check,
+            "feature": r.feature,
+            "breached": r.breached,
+            "severity": r.severity,
+            "statistic": r.statistic,
+            "value": r.value,
+            "threshold": r.threshold,
+            "summary": r.summary,
+        }
+        for r in results
+    ]

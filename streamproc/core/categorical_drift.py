@@ -23,6 +23,25 @@ Chi-squared is the 2×K contingency test of homogeneity (Pearson 1900) on raw co
 reference row vs current row, categories with zero total dropped, no Yates
 correction: ``scipy.stats.chi2_contingency(table, correction=False)``. It is exact
 while both sides are under the distinct-value cap.
+
+**Sparse cells.** Chi-squared, PSI and JS are computed on the table after
+:func:`~streamproc.core.small_sample.merge_sparse_cells`: categories rare on both sides
+(expected count < 5 in the smaller row) are pooled into one cell, so the chi-squared
+approximation holds and PSI/JS do not add up sampling noise of hundreds of near-empty
+cells. A category that is frequent on either side keeps its own cell. ``bins`` is the
+number of cells compared (for the small-sample correction of PSI/JS in the checks).
+
+**Expected unseen mass.** With an exact reference, ``expected_new_share`` is its
+Good–Turing unseen mass f₁/n (singletons ÷ values) and ``expected_new_share_se`` its
+standard error (Esty 1983): the share of a fresh sample of the reference distribution
+that the reference never saw. ``distinct_ratio`` then divides the current's distinct
+count by the distinct count a sample of the window's size from the reference
+distribution is expected to show (:func:`~streamproc.core.small_sample.
+expected_distinct`), not by the reference's own: a long tail shows more values in a
+bigger sample. For a sparse long tail (unseen mass ≥ 1%) and a window over
+``EXTRAPOLATION_LIMIT`` × the reference's size it is None: the extrapolation is a lower
+bound there (the new-category share test still judges unseen values). Past the
+reference's cap it is the ratio of the two distinct estimates.
 """
 
 from __future__ import annotations
@@ -36,9 +55,18 @@ from scipy import stats
 from streamproc.core.categories import CategoryCounts
 from streamproc.core.divergence import js_distance, psi
 from streamproc.core.feature_profile import FeatureProfile
+from streamproc.core.small_sample import (
+    LONG_TAIL_UNSEEN,
+    expected_distinct,
+    good_turing_unseen,
+    merge_sparse_cells,
+)
 
 OTHER = "__other__"
 RELIABILITY = 5
+EXTRAPOLATION_LIMIT = 2
+"""Chao–Shen extrapolation of the distinct count is trusted up to this × the reference's
+size (Shen, Chao & Lin 2003); beyond it a sparse long tail's ``distinct_ratio`` is None."""
 """Support categories: reference lower-bound share ≥ this × the larger per-item error share."""
 
 
@@ -53,6 +81,10 @@ class CategoricalDrift:
     top_new_categories: list[tuple[str, int]]
     distinct_ratio: float | None
     evidence: list[dict[str, Any]] = field(default_factory=list)
+    bins: int = 0
+    """Cells compared by chi-squared, PSI and JS (after pooling sparse cells)."""
+    expected_new_share: float | None = None
+    expected_new_share_se: float | None = None
 
 
 def _common_support(
@@ -108,9 +140,10 @@ def new_categories(
 
 
 def chi2_homogeneity(r: np.ndarray, c: np.ndarray) -> tuple[float, float, int]:
-    """(statistic, p-value, dof) of the 2×K contingency test; (0, 1, 0) if K < 2."""
-    keep = (r + c) > 0
-    table = np.vstack((r[keep], c[keep]))
+    """(statistic, p-value, dof) of the 2×K contingency test on the table with sparse
+    cells pooled (:func:`merge_sparse_cells`); (0, 1, 0) if fewer than 2 cells remain."""
+    rm, cm, _ = merge_sparse_cells(r, c)
+    table = np.vstack((rm, cm))
     if table.shape[1] < 2 or table[0].sum() == 0 or table[1].sum() == 0:
         return 0.0, 1.0, 0
     res = stats.chi2_contingency(table, correction=False)
@@ -128,8 +161,18 @@ def categorical_drift(
     cats, r, c = aligned_counts(ref, cur)
     p, q = r / r.sum(), c / c.sum()
     chi2, pval, dof = chi2_homogeneity(r, c)
-    new_share, top_new = new_categories(ref, cur)
+    rm, cm, _ = merge_sparse_cells(r, c)
+    pm, qm = rm / rm.sum(), cm / cm.sum()
+    unseen: tuple[float | None, float | None] = (None, None)
     rd, cd = ref.distinct_estimate(), cur.distinct_estimate()
+    if ref.categories.is_exact:
+        ref_counts = list(ref.categories.counts()[0].values())
+        unseen = good_turing_unseen(ref_counts)
+        m, n = cur.categories.total, ref.categories.total
+        rd = expected_distinct(ref_counts, m)  # at the window's size
+        if m > EXTRAPOLATION_LIMIT * n and (unseen[0] or 0.0) >= LONG_TAIL_UNSEEN:
+            rd = 0.0  # a long tail's distinct count this far out is unknowable: not judged
+    new_share, top_new = new_categories(ref, cur)
     delta = q - p
     order = np.argsort(-np.abs(delta))[:n_evidence]
     evidence = [
@@ -138,8 +181,8 @@ def categorical_drift(
         if delta[i] != 0
     ]
     return CategoricalDrift(
-        psi=psi(p, q, eps),
-        js=js_distance(p, q),
+        psi=psi(pm, qm, eps),
+        js=js_distance(pm, qm),
         chi2=chi2,
         chi2_pvalue=pval,
         chi2_dof=dof,
@@ -147,4 +190,7 @@ def categorical_drift(
         top_new_categories=top_new[:n_evidence],
         distinct_ratio=cd / rd if rd > 0 else None,
         evidence=evidence,
+        bins=int(rm.size),
+        expected_new_share=unseen[0],
+        expected_new_share_se=unseen[1],
     )

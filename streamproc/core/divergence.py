@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy import stats
 
 
 def smooth(shares: np.ndarray, eps: float) -> np.ndarray:
@@ -63,3 +64,13 @@ def ks_critical_value(n: int, m: int, alpha: float) -> float:
         return math.inf
     c = math.sqrt(-math.log(alpha / 2.0) / 2.0)
     return c * math.sqrt((n + m) / (n * m))
+
+
+def ks_pvalue(d: float, error_bound: float, n: int, m: int) -> float:
+    """Asymptotic two-sample KS p-value of the distance less its sketch error bound:
+    Q_KS(max(0, D − ε)·sqrt(n·m/(n+m))), Q_KS the Kolmogorov survival function
+    (``scipy.stats.kstwobign``); 1 if a side is empty. Conservative by ε."""
+    if n <= 0 or m <= 0:
+        return 1.0
+    x = max(0.0, d - error_bound) * math.sqrt(n * m / (n + m))
+    return float(stats.kstwobign.sf(x))

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streamproc.core.categorical_drift import OTHER, categorical_drift
-from streamproc.core.divergence import ks_critical_value
+from streamproc.core.divergence import ks_critical_value, ks_pvalue
 from streamproc.core.feature_profile import FeatureProfile
 from streamproc.core.kinds import FeatureKind
 from streamproc.core.model_profile import ModelProfile
@@ -31,6 +31,7 @@ STATISTICS = (
     "ks",
     "ks_critical_value",
     "ks_error_bound",
+    "ks_pvalue",
     "js",
     "wasserstein",
     "mean_shift",
@@ -39,6 +40,9 @@ STATISTICS = (
     "chi2_pvalue",
     "chi2_dof",
     "new_category_share",
+    "expected_new_share",
+    "expected_new_share_se",
+    "bins",
     "distinct_ratio",
     "null_rate_ratio",
     "invalid_rate_reference",
@@ -214,6 +218,8 @@ def compare_features(
                 wasserstein=nd.wasserstein,
                 mean_shift=nd.mean_shift,
                 out_of_range_share=nd.out_of_range_share,
+                bins=float(nd.bins),
+                ks_pvalue=ks_pvalue(nd.ks, nd.ks_error_bound, n_ref, n_cur),
             )
             evidence = nd.evidence
     else:
@@ -227,6 +233,9 @@ def compare_features(
                 chi2_dof=float(cd.chi2_dof),
                 new_category_share=cd.new_category_share,
                 distinct_ratio=cd.distinct_ratio,
+                bins=float(cd.bins),
+                expected_new_share=cd.expected_new_share,
+                expected_new_share_se=cd.expected_new_share_se,
             )
             evidence, top_new = _with_counts(cd.evidence, ref, cur), cd.top_new_categories
     crit_ks = ks_critical_value(n_ref, n_cur, t.ks_alpha)
@@ -254,8 +263,8 @@ def compare_features(
     if enough_values:
         check("psi", st["psi"], t.psi_warning, t.psi_critical)
         check("js", st["js"], t.js_warning, t.js_critical)
-        ks = st["ks"]
-        if ks is not None and ks > crit_ks:
+        ks, ks_eps = st["ks"], st["ks_error_bound"] or 0.0
+        if ks is not None and ks - ks_eps > crit_ks:  # significant beyond the sketch error
             check("ks", ks, t.ks_warning, t.ks_critical)
         check(
             "new_category_share",

@@ -10,7 +10,7 @@ features count their values exactly per PSI bin (docs/STATISTICS.md).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +20,12 @@ import pyarrow.compute as pc
 
 from streamproc.core import codec
 from streamproc.core.categories import DEFAULT_MAX_CATEGORIES
+from streamproc.core.comoments import (
+    JOINT_BUCKETS,
+    JointMoments,
+    default_joint_features,
+    merge_joint,
+)
 from streamproc.core.errors import ProfileFormatError
 from streamproc.core.feature_profile import REFERENCE_K, WINDOW_K, FeatureProfile
 from streamproc.core.kinds import FeatureKind, infer_kind
@@ -95,6 +101,7 @@ class ModelProfile:
     k: int = WINDOW_K
     max_categories: int = DEFAULT_MAX_CATEGORIES
     label_kind: FeatureKind = FeatureKind.CATEGORICAL
+    joint: JointMoments | None = None  # co-moments of numeric features (joint drift)
 
     @classmethod
     def new(
@@ -109,6 +116,8 @@ class ModelProfile:
         metadata: Mapping[str, Any] | None = None,
         bin_edges: Mapping[str, np.ndarray] | None = None,
         created_at: float | None = None,
+        joint_features: Sequence[str] | None = None,
+        joint_parts: int | None = None,
     ) -> ModelProfile:
         """An empty profile with one FeatureProfile per declared feature.
 
@@ -122,6 +131,11 @@ class ModelProfile:
         core never reads the clock, so a caller that wants it passes ``time.time()``.
         Without it the metadata has no ``created_at`` (window deltas leave it out, so
         they merge and compare by content).
+
+        ``joint_features``: the numeric features whose co-moments are kept for the
+        joint-drift check (:mod:`streamproc.core.comoments`; default: the first
+        ``JOINT_MAX_FEATURES`` numeric ones by name; empty: none), in ``joint_parts``
+        parts (default: ``JOINT_BUCKETS`` for ``metadata["role"] == "reference"``, else 1).
         """
         meta = dict(metadata or {})
         if created_at is not None:
@@ -136,6 +150,11 @@ class ModelProfile:
             )
             for name, kind in feature_kinds.items()
         }
+        if joint_features is None:
+            joint_features = default_joint_features(feature_kinds)
+        numeric = [n for n in joint_features if n in feats and feats[n].kind is FeatureKind.NUMERIC]
+        if joint_parts is None:
+            joint_parts = JOINT_BUCKETS if meta.get("role") == "reference" else 1
         return cls(
             model,
             model_version,
@@ -144,6 +163,7 @@ class ModelProfile:
             k=k,
             max_categories=max_categories,
             label_kind=FeatureKind(label_kind),
+            joint=JointMoments.new(numeric, joint_parts) if len(numeric) > 1 else None,
         )
 
     @classmethod
@@ -244,6 +264,8 @@ class ModelProfile:
                 prof.add_nulls(n)
             else:
                 prof.update(col)
+        if self.joint is not None:
+            self.joint.update(columns, n)
         if predictions is not None:
             self._special("prediction", FeatureKind.NUMERIC).update(predictions)
         if predicted_labels is not None:
@@ -301,7 +323,12 @@ class ModelProfile:
             k=min(self.k, other.k),
             max_categories=min(self.max_categories, other.max_categories),
             label_kind=self.label_kind,
+            joint=merge_joint(self.joint, self.row_count, other.joint, other.row_count),
         )
+
+    def joint_features(self) -> tuple[str, ...]:
+        """The features whose co-moments this profile keeps (none: no joint check)."""
+        return self.joint.names if self.joint is not None else ()
 
     # -------------------------------------------------------------------- serialization
 
@@ -323,6 +350,8 @@ class ModelProfile:
             "max_categories": self.max_categories,
             "label_kind": self.label_kind.value,
         }
+        if self.joint is not None:  # a key older readers ignore
+            meta["joint"] = self.joint.to_meta()
         return codec.pack(codec.MAGIC_MODEL, meta, blobs)
 
     def serialized_size(self) -> int:
@@ -352,6 +381,7 @@ class ModelProfile:
                 k=int(meta["k"]),
                 max_categories=int(meta["max_categories"]),
                 label_kind=FeatureKind(meta["label_kind"]),
+                joint=JointMoments.from_meta(meta["joint"]) if meta.get("joint") else None,
             )
         except ProfileFormatError as exc:
             raise ProfileFormatError(f"model profile: {exc}") from exc
@@ -367,6 +397,7 @@ class ModelProfile:
             all(getattr(self, a) == getattr(other, a) for a in plain)
             and self.features == other.features
             and all(getattr(self, s) == getattr(other, s) for s in _SPECIAL)
+            and self.joint == other.joint
         )
 
     __hash__ = None  # type: ignore[assignment]

@@ -44,6 +44,8 @@ class NumericDrift:
     evidence: list[dict[str, Any]] = field(default_factory=list)
     exact_current_bins: bool = False
     """PSI/JS used the current profile's exact bin counts (not its sketch)."""
+    bins: int = 0
+    """Bins PSI and JS were computed on (len(edges) + 1)."""
 
 
 def reference_edges(ref: FeatureProfile, bins: int) -> np.ndarray:
@@ -183,6 +185,7 @@ def numeric_drift(
         out_of_range_share=oor,
         evidence=evidence,
         exact_current_bins=exact_bins,
+        bins=int(p.size),
     )
 
 

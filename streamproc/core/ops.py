@@ -71,7 +71,9 @@ OPS_K: Final = 200
 
 def new_ops_profile(model: str, model_version: str) -> ModelProfile:
     """An empty ops profile for one model version."""
-    return ModelProfile.new(model, model_version, OPS_FEATURES, k=OPS_K, max_categories=1000)
+    return ModelProfile.new(
+        model, model_version, OPS_FEATURES, k=OPS_K, max_categories=1000, joint_features=()
+    )
 
 
 def cap_event_names(ops: ModelProfile, cap: int = MAX_UNEXPECTED_FEATURES) -> None:

@@ -17,7 +17,15 @@ non-finite rate increase       0.01       0.05       current − reference, abso
 minimum samples                500                   below it: "insufficient_data"
 PSI/JS bins                    10                    reference quantiles
 PSI smoothing ε                5e-4                  empty-bin floor, shares renormalized
+out-of-range share             0.01       0.05       outside the valid range (checks ``range``)
+valid range                    None       None       ``range_min`` / ``range_max``, declared
+robust-range margin            0.1                   × (q99.9 − q0.1) each side, by default
 =============================  =========  =========  ==========================================
+
+The valid range of a numeric feature is ``[range_min, range_max]`` where declared (per
+feature, e.g. ``{"features": {"age": {"range_min": 0, "range_max": 120}}}``; one side may
+be left open), else the reference's robust range: its 0.1% and 99.9% quantiles widened
+by ``range_margin`` × their distance on each side.
 
 Null, invalid and non-finite checks need ``min_samples`` rows on both sides; the
 distribution checks (PSI, KS, JS, new categories) need ``min_samples`` valid values.
@@ -55,10 +63,15 @@ class Thresholds:
     min_samples: int = 500
     psi_bins: int = 10
     psi_smoothing: float = 5e-4
+    out_of_range_warning: float = 0.01
+    out_of_range_critical: float = 0.05
+    range_min: float | None = None
+    range_max: float | None = None
+    range_margin: float = 0.1
     features: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: MappingProxyType({}))
 
     def __post_init__(self) -> None:
-        for name in ("psi", "ks", "js", "new_category_share", "null_rate_ratio"):
+        for name in ("psi", "ks", "js", "new_category_share", "null_rate_ratio", "out_of_range"):
             w, c = getattr(self, f"{name}_warning"), getattr(self, f"{name}_critical")
             if w > c:
                 raise ValueError(f"{name}: warning threshold {w} exceeds critical {c}")
@@ -68,6 +81,18 @@ class Thresholds:
             raise ValueError(f"psi_bins must be at least 2, got {self.psi_bins}")
         if self.min_samples < 1:
             raise ValueError(f"min_samples must be at least 1, got {self.min_samples}")
+        lo, hi = self.range_min, self.range_max
+        if lo is not None and hi is not None and lo >= hi:
+            raise ValueError(f"range_min {lo} must be below range_max {hi}")
+        if self.range_margin < 0:
+            raise ValueError(f"range_margin must be >= 0, got {self.range_margin}")
+
+    def _typed(self, key: str, value: Any) -> Any:
+        """``value`` as the type of field ``key`` (optional fields: float or None)."""
+        default = getattr(self, key)
+        if key in _OPTIONAL:
+            return None if value is None else float(value)
+        return type(default)(value)
 
     def with_overrides(self, mapping: Mapping[str, Any]) -> Thresholds:
         """A copy with fields replaced; key ``"features"`` adds per-feature overrides,
@@ -86,7 +111,7 @@ class Thresholds:
                     {n: MappingProxyType(o) for n, o in merged.items()}
                 )
             elif key in known:
-                changes[key] = type(getattr(self, key))(value)
+                changes[key] = self._typed(key, value)
             else:
                 raise ValueError(f"unknown threshold {key!r}; known: {sorted(known)}")
         return dataclasses.replace(self, **changes)
@@ -96,7 +121,7 @@ class Thresholds:
         over = self.features.get(name)
         if not over:
             return self
-        return dataclasses.replace(self, **{k: type(getattr(self, k))(v) for k, v in over.items()})
+        return dataclasses.replace(self, **{k: self._typed(k, v) for k, v in over.items()})
 
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -104,4 +129,5 @@ class Thresholds:
         return d
 
 
+_OPTIONAL = frozenset({"range_min", "range_max"})
 DEFAULT_THRESHOLDS = Thresholds()

@@ -6,7 +6,10 @@ oldest first; then, when live, a provisional one of the last 5 s of event time (
 recent deltas merged; the open window so far when those hold too few rows), so a sudden
 break alerts within seconds wherever it falls in a window. The lifecycle
 clock of these data checks is event time, and while replaying only closed windows
-count, so a replay emits the alerts of its windows whatever the speed of the input. Staleness
+count, so a replay emits the alerts of its windows whatever the speed of the input.
+Provisional spans overlap (the last 5 s, every 0.5 s); the lifecycle counts only
+non-overlapping spans toward M-of-N (:mod:`streamproc.checks.lifecycle`), so at most one
+provisional verdict per 5 s of event time is an observation. Staleness
 is evaluated for every model on every tick against the wall clock, except while the
 model's data is historical (replay).
 """

@@ -207,6 +207,7 @@ def _new_profiles(buf: WindowBuffer, reference: ModelProfile) -> tuple[ModelProf
         label_kind=reference.label_kind,
         metadata={"role": "window"},
         bin_edges=reference.psi_edges(),  # exact PSI bin counts; memoized on the reference
+        joint_features=reference.joint_features(),  # co-moments of the same features
     )  # no created_at: deltas must merge and compare by content
     return profile, ops.new_ops_profile(buf.model, buf.model_version)
 

@@ -10,6 +10,7 @@ from typing import Any
 from streamproc.core.feature_profile import FeatureProfile
 from streamproc.core.kinds import FeatureKind
 from streamproc.core.model_profile import ModelProfile
+from streamproc.core.small_sample import LONG_TAIL_UNSEEN, good_turing_unseen
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: set[int]) -> str:
@@ -102,6 +103,20 @@ def feature_rows(features: dict[str, FeatureProfile]) -> list[list[str]]:
     return rows
 
 
+def long_tails(profile: ModelProfile) -> dict[str, float]:
+    """Categorical features whose reference is a sparse long tail, with their Good–Turing
+    unseen mass (:data:`~streamproc.core.small_sample.LONG_TAIL_UNSEEN`)."""
+    out = {}
+    for name, prof in profile.features.items():
+        cats = prof.categories
+        if prof.kind is not FeatureKind.CATEGORICAL or cats is None or not cats.is_exact:
+            continue
+        unseen, _ = good_turing_unseen(list(cats.counts()[0].values()))
+        if cats.total > 0 and unseen >= LONG_TAIL_UNSEEN:
+            out[name] = unseen
+    return out
+
+
 def render_profile(profile: ModelProfile, size_bytes: int, path: str = "") -> str:
     """The ``streamproc profile show`` text: model metadata, then one row per feature."""
     meta = profile.metadata
@@ -137,6 +152,12 @@ def render_profile(profile: ModelProfile, size_bytes: int, path: str = "") -> st
     present = {k: v for k, v in outputs.items() if v is not None}
     if present:
         lines += ["", format_table(headers, feature_rows(present), right)]
+    for name, unseen in long_tails(profile).items():
+        lines.append(
+            f"note: {name} is a sparse long tail: {100 * unseen:.1f}% of its reference values "
+            "occur once (Good–Turing), so windows will show about that share of new "
+            "categories; cardinality alerts only on a share significantly above it"
+        )
     return "\n".join(lines)
 
 
@@ -160,6 +181,7 @@ def profile_to_dict(profile: ModelProfile, size_bytes: int) -> dict[str, Any]:
         "features": {n: p.to_dict() for n, p in profile.features.items()},
         "prediction": profile.prediction.to_dict() if profile.prediction else None,
         "predicted_label": profile.predicted_label.to_dict() if profile.predicted_label else None,
+        "sparse_long_tail": long_tails(profile),
     }
 
 

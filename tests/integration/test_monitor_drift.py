@@ -36,7 +36,7 @@ def test_drift_fires_for_drifted_features_only_and_resolves(
 
             drift_started = time.time()
             drifted = records(
-                int(RATE * 12), start_s=drift_started, rate=RATE, seed=2, shift=DRIFTED
+                int(RATE * 20), start_s=drift_started, rate=RATE, seed=2, shift=DRIFTED
             )
             fired: dict[str, float] = {}
             for i in range(0, len(drifted), int(RATE)):
@@ -48,7 +48,9 @@ def test_drift_fires_for_drifted_features_only_and_resolves(
                     break
             assert set(fired) == set(DRIFTED), watcher.alerts
             print("seconds from first drifted record to firing alert:", fired)
-            assert max(fired.values()) <= 10.0, fired
+            # provisional verdicts judge the last 5 s of event time; only non-overlapping
+            # spans count toward 2-of-3 (docs/STATISTICS.md), so two 5-s units must breach
+            assert max(fired.values()) <= 15.0, fired
 
             normal_again = time.time()
             resolved: set[str] = set()
@@ -68,7 +70,14 @@ def test_drift_fires_for_drifted_features_only_and_resolves(
 
     for alert in watcher.alerts:
         validate("alert", alert)
-    firing_features = {a.get("feature") for a in watcher.alerts if a["status"] == "firing"}
+    # per-feature alerts name only the drifted features; a mean shift of two features
+    # also moves the joint distribution (joint_drift, feature None) and may push values
+    # beyond the robust range (range, on the drifted features)
+    firing_features = {
+        a.get("feature")
+        for a in watcher.alerts
+        if a["status"] == "firing" and a["check"] not in {"joint_drift", "dataset_drift"}
+    }
     assert firing_features <= set(DRIFTED), [
         (a["check"], a.get("feature"), a["summary"]) for a in watcher.alerts
     ]
