@@ -33,6 +33,7 @@ LAYERS: Final[dict[str, int]] = {
     "alerting": 5,  # the Alertmanager forwarder
     "offline": 5,  # batch profiles and drift reports
     "broker": 5,  # the local Kafka broker
+    "labels": 5,  # the label join: pending-prediction store and join state machine
     "demo": 6,
     "cli": 7,  # argparse front end (incl. the config flags)
     "__main__": 8,  # python -m streamproc

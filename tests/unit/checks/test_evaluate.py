@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -421,7 +420,8 @@ def test_model_mismatch_is_an_error(ref: ModelProfile) -> None:
 # ------------------------------------------------------------------------------- speed
 
 
-def test_25_features_evaluate_in_well_under_50_ms() -> None:
+def test_25_features_each_get_a_drift_verdict() -> None:
+    """(How fast: `benchmarks/`, never a timed assertion here.)"""
     rng = np.random.default_rng(11)
     kinds = {f"n{i}": FeatureKind.NUMERIC for i in range(20)}
     kinds |= {f"k{i}": FeatureKind.CATEGORICAL for i in range(5)}
@@ -434,13 +434,8 @@ def test_25_features_evaluate_in_well_under_50_ms() -> None:
     big = ModelProfile.build_reference(MODEL, VERSION, cols(200_000), feature_kinds=kinds)
     cur = window(cols(20_000), kinds=kinds)
     ops = ops_profile(11, 20_000)
-    timings = []
-    for _ in range(7):
-        t0 = time.perf_counter()
-        res = evaluate(big, cur, ops)
-        timings.append(time.perf_counter() - t0)
+    res = evaluate(big, cur, ops)
     assert len([r for r in res if r.check == "feature_drift"]) == 25
-    assert min(timings) < 0.050, f"evaluation took {min(timings) * 1000:.1f} ms"
 
 
 # ------------------------------------------------- lifecycle and alert message contract

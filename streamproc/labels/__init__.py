@@ -1,0 +1,1 @@
+"""The label join: pending predictions on disk, labels matched by (model, request id)."""
