@@ -35,7 +35,7 @@ import dataclasses
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -53,6 +53,9 @@ from streamproc.contracts.limits import (
     DEFAULT_MAX_MESSAGE_BYTES,
     DecodeLimits,
 )
+from streamproc.contracts.mapping import RecordMapping
+from streamproc.contracts.mapping_config import IDENTITY, compile_mapping, is_identity
+from streamproc.contracts.start_from import DEFAULT_START_FROM, StartFrom, parse_start_from
 from streamproc.core.thresholds import DEFAULT_THRESHOLDS
 from streamproc.errors import UsageError
 
@@ -97,6 +100,20 @@ class KafkaConfig:
     process's open transaction at once. Empty: a fresh identity per process."""
     client: Mapping[str, str] = field(default_factory=_empty)
     """Pass-through client settings (``security.protocol``, ``sasl.*``, ``ssl.*``, ...)."""
+    start_from: str = DEFAULT_START_FROM
+    """Where the ingest group's first start reads partitions without a committed offset:
+    ``earliest``, ``latest``, an RFC 3339 time or ``"<duration> ago"`` (see
+    streamproc/contracts/start_from.py). Committed offsets always win."""
+
+    def __post_init__(self) -> None:
+        try:
+            self.start_position()
+        except ValueError as exc:
+            raise ConfigError(f"bad [kafka] start_from: {exc}") from None
+
+    def start_position(self) -> StartFrom:
+        """``start_from`` parsed."""
+        return parse_start_from(self.start_from)
 
     def connection_settings(self) -> dict[str, str]:
         """Settings every confluent-kafka client shares: ``client`` plus the servers
@@ -229,6 +246,67 @@ class LimitsConfig:
         )
 
 
+def _source_field(default: Any) -> Any:
+    """A ``[mapping]`` key: any TOML value, checked by ``compile_mapping``."""
+    if isinstance(default, list):
+        return field(default_factory=list, metadata={"kind": "source"})
+    return field(default=default, metadata={"kind": "source"})
+
+
+@dataclass(frozen=True)
+class MappingConfig:
+    """Where each envelope field of a predictions record comes from (see
+    streamproc/contracts/mapping.py); the defaults are the identity (today's envelope)."""
+
+    model: str | int | float | Mapping[str, Any] | Sequence[Any] = _source_field(IDENTITY["model"])
+    model_version: str | int | float | Mapping[str, Any] | Sequence[Any] = _source_field(
+        IDENTITY["model_version"]
+    )
+    request_id: str | int | float | Mapping[str, Any] | Sequence[Any] = _source_field(
+        IDENTITY["request_id"]
+    )
+    timestamp: str | int | float | Mapping[str, Any] | Sequence[Any] = _source_field(
+        IDENTITY["timestamp"]
+    )
+    features: str | int | float | Mapping[str, Any] | Sequence[Any] = _source_field(
+        IDENTITY["features"]
+    )
+    features_except: str | int | float | Mapping[str, Any] | Sequence[Any] = _source_field(
+        IDENTITY["features_except"]
+    )
+    prediction: str | int | float | Mapping[str, Any] | Sequence[Any] = _source_field(
+        IDENTITY["prediction"]
+    )
+    latency_ms: str | int | float | Mapping[str, Any] | Sequence[Any] = _source_field(
+        IDENTITY["latency_ms"]
+    )
+    fallback: str | int | float | Mapping[str, Any] | Sequence[Any] = _source_field(
+        IDENTITY["fallback"]
+    )
+    error: str | int | float | Mapping[str, Any] | Sequence[Any] = _source_field(IDENTITY["error"])
+    segment: str | int | float | Mapping[str, Any] | Sequence[Any] = _source_field(
+        IDENTITY["segment"]
+    )
+    features_as_of: str | int | float | Mapping[str, Any] | Sequence[Any] = _source_field(
+        IDENTITY["features_as_of"]
+    )
+
+    def __post_init__(self) -> None:
+        try:
+            compile_mapping(self.table())
+        except ValueError as exc:
+            raise ConfigError(f"bad [mapping]: {exc}") from None
+
+    def table(self) -> dict[str, Any]:
+        """The section as a ``compile_mapping`` table."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def record_mapping(self) -> RecordMapping | None:
+        """The compiled mapping, or None for the identity (the envelope decoders as they are)."""
+        table = self.table()
+        return None if is_identity(table) else compile_mapping(table)
+
+
 @dataclass(frozen=True)
 class MetricsConfig:
     port: int = 9464
@@ -284,6 +362,7 @@ class MonitorConfig:
     freshness: FreshnessConfig = field(default_factory=FreshnessConfig)
     joint_drift: JointDriftConfig = field(default_factory=JointDriftConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    mapping: MappingConfig = field(default_factory=MappingConfig)
     service: ServiceConfig = field(default_factory=ServiceConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
@@ -457,6 +536,8 @@ def _section(cls: type[Any], table: object, where: str, source: str) -> Any:
 
 def _convert(f: dataclasses.Field[Any], value: object) -> Any:
     kind = f.metadata.get("kind")
+    if kind == "source":
+        return value
     if kind == "duration":
         return parse_duration_ms(value)
     if kind == "size":
@@ -515,6 +596,7 @@ _SECTIONS: Final[dict[str, type[Any]]] = {
     "freshness": FreshnessConfig,
     "joint_drift": JointDriftConfig,
     "limits": LimitsConfig,
+    "mapping": MappingConfig,
     "service": ServiceConfig,
     "metrics": MetricsConfig,
     "alerts": AlertsConfig,

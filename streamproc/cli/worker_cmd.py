@@ -39,6 +39,12 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--predictions-topic", help="input topic (default: predictions)")
     parser.add_argument("--alerts-topic", help="output topic (default: streamproc-alerts)")
     parser.add_argument("--window", help="event-time window size, e.g. 5m (default: 5m)")
+    parser.add_argument(
+        "--start-from",
+        metavar="WHEN",
+        help="first start of the group (partitions without a committed offset): earliest, "
+        "latest, an RFC 3339 time or '<duration> ago' (default: [kafka] start_from, '1h ago')",
+    )
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
     add_config_arguments(parser)
     parser.set_defaults(func=_run)
@@ -61,7 +67,10 @@ def _run(args: argparse.Namespace) -> int:
     windows = config.windows
     if args.window:
         windows = dataclasses.replace(windows, size_ms=parse_duration_ms(args.window))
-    config = dataclasses.replace(config, topics=topics, windows=windows)
+    kafka = config.kafka
+    if args.start_from:
+        kafka = dataclasses.replace(kafka, start_from=args.start_from)
+    config = dataclasses.replace(config, topics=topics, windows=windows, kafka=kafka)
     paths = [*config.references.values(), *args.reference]
     if not paths:
         raise UsageError("no reference profile: pass --reference FILE (see `reference build`)")

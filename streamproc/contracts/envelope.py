@@ -97,8 +97,8 @@ NAMES: Final = frozenset(FIELDS)
 REQUIRED: Final = tuple(f.name for f in ENVELOPE if f.required)
 
 PREDICTION_KEYS: Final = ("label", "score")
-"""Keys of a ``prediction`` object: ``label`` (required: string, number or boolean) and
-``score`` (optional number)."""
+"""Keys of a ``prediction`` object: ``label`` (string, number or boolean) and ``score``
+(number); at least one of them (a score without a label is valid; null means absent)."""
 LABEL_TYPES: Final = frozenset({str, int, float, bool})
 SCORE_TYPES: Final = frozenset({int, float, NoneType})
 LABEL_ARROW: Final[Mapping[type, pa.DataType]] = {str: pa.string(), bool: pa.bool_()}

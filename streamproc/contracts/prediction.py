@@ -169,10 +169,13 @@ def _record_error(obj: dict[str, Any], max_event_ms: int | None) -> tuple[str, s
         return WRONG_TYPE, f"features must be an object, got {type(obj['features']).__name__}"
     pred = obj["prediction"]
     if type(pred) is dict:
-        if type(pred.get("label")) not in LABEL_TYPES:
-            return WRONG_TYPE, "prediction object needs a string, number or boolean 'label'"
-        if type(pred.get("score")) not in SCORE_TYPES:
+        label, score = pred.get("label"), pred.get("score")
+        if type(label) not in _OPT_LABEL:
+            return WRONG_TYPE, "prediction.label must be a string, number or boolean"
+        if type(score) not in SCORE_TYPES:
             return WRONG_TYPE, "prediction.score must be a number"
+        if label is None and score is None:
+            return WRONG_TYPE, "prediction object needs a 'label', a 'score' or both"
     elif type(pred) not in _PREDICTION:
         kind = type(pred).__name__
         return WRONG_TYPE, f"prediction must be a number, string, boolean or object, got {kind}"
@@ -433,23 +436,26 @@ def _finalize(
     elif ptypes == _DICT_SET:
         labels = [p.get("label") for p in preds]
         scores = [p.get("score") for p in preds]
-        ok = set(map(type, labels)) <= LABEL_TYPES and set(map(type, scores)) <= SCORE_TYPES
+        label_types = set(map(type, labels))
+        ok = label_types <= _OPT_LABEL and set(map(type, scores)) <= SCORE_TYPES
+        if ok and NoneType in label_types:  # a score alone is a prediction; nothing is not
+            ok = all(s is not None for s, lb in zip(scores, labels, strict=True) if lb is None)
     elif ptypes <= _PREDICTION:
         labels, scores = [], []
         for p in preds:
             tp = type(p)
             if tp is dict:
-                label = p.get("label")
-                ok = ok and type(label) in LABEL_TYPES
+                label, score = p.get("label"), p.get("score")
+                ok = ok and (type(label) in LABEL_TYPES or (label is None and score is not None))
                 labels.append(label)
-                scores.append(p.get("score"))
+                scores.append(score)
             elif tp is float or tp is int:
                 labels.append(None)
                 scores.append(p)
             else:
                 labels.append(p)
                 scores.append(None)
-        ok = set(map(type, labels)) <= _OPT_LABEL and set(map(type, scores)) <= SCORE_TYPES
+        ok = ok and set(map(type, labels)) <= _OPT_LABEL and set(map(type, scores)) <= SCORE_TYPES
     else:
         ok = False
     latency = [o.get("latency_ms") for o in objs]

@@ -21,8 +21,11 @@ from typing import Any
 
 import numpy as np
 from confluent_kafka import (
+    OFFSET_BEGINNING,
+    OFFSET_END,
     Consumer,
     KafkaError,
+    KafkaException,
     Message,
     Producer,
     TopicPartition,
@@ -31,7 +34,10 @@ from confluent_kafka import (
 from streamproc.contracts.fast_decode import FastPathDeclined, fast_decode
 from streamproc.contracts.framing import deadletter_headers
 from streamproc.contracts.limits import DecodeLimits
-from streamproc.contracts.prediction import PredictionBatch, decode_predictions
+from streamproc.contracts.mapped_decode import Mapped, map_records, timestamps_ms
+from streamproc.contracts.mapping import RecordMapping
+from streamproc.contracts.prediction import DecodeResult, PredictionBatch, decode_predictions
+from streamproc.contracts.start_from import StartFrom, choose_offset
 from streamproc.monitor.authorization import raise_if_refused
 from streamproc.monitor.clients import (
     KafkaClients,
@@ -90,6 +96,10 @@ class IngestSettings:
     kafka: dict[str, str] = field(default_factory=dict)
     """Connection settings: bootstrap.servers and pass-through (security, SASL, SSL, ...);
     the stage sets its own group id."""
+    mapping: RecordMapping | None = None
+    """Where the envelope fields come from (``[mapping]``); None: records are envelopes."""
+    start_from: StartFrom = field(default_factory=lambda: StartFrom("earliest"))
+    """Where partitions without a committed offset start (``[kafka] start_from``)."""
 
 
 class IngestLoop:
@@ -117,6 +127,8 @@ class IngestLoop:
         self._last_flush = time.monotonic()
         self.ready = threading.Event()
         """Set once the consumer has its first assignment."""
+        self._first_offsets: dict[tuple[str, int], int] = {}
+        """Offsets the first start chose for partitions the group never committed."""
         self.patience = Patience()
         """How long commits wait for Kafka (until stop, then a grace; see :mod:`.txn`)."""
         metrics.commit_waiting_seconds.labels("ingest").set_function(self.patience.waited_s)
@@ -202,7 +214,44 @@ class IngestLoop:
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("ingest assigned %s", [p.partition for p in partitions])
+        self._place_first_start(consumer, partitions)
         self.ready.set()
+
+    def _place_first_start(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Partitions the group never committed start at ``start_from`` (a committed offset
+        always wins; see :mod:`streamproc.contracts.start_from`)."""
+        start = self.settings.start_from
+        if not partitions or start.kind == "earliest":  # auto.offset.reset does it
+            return
+        committed = {
+            (tp.topic, tp.partition): tp.offset for tp in consumer.committed(partitions, 30)
+        }
+        fresh = [tp for tp in partitions if committed.get((tp.topic, tp.partition), -1) < 0]
+        if not fresh:
+            return
+        looked_up: dict[tuple[str, int], int] = {}
+        when = start.timestamp_ms(int(time.time() * 1000))
+        if when is not None:
+            query = [TopicPartition(tp.topic, tp.partition, when) for tp in fresh]
+            for tp in consumer.offsets_for_times(query, timeout=30):
+                if tp.error is not None:
+                    raise KafkaException(tp.error)
+                looked_up[(tp.topic, tp.partition)] = tp.offset
+        for tp in partitions:
+            key = (tp.topic, tp.partition)
+            offset = choose_offset(committed.get(key, -1), looked_up.get(key), start)
+            if offset is not None:
+                if offset == OFFSET_END:  # a concrete offset, so a rewind returns here
+                    offset = consumer.get_watermark_offsets(tp, timeout=30)[1]
+                tp.offset = offset
+                if committed.get(key, -1) < 0:
+                    self._first_offsets[key] = offset  # where a rewind returns to
+        log.info(
+            "ingest first start (%s): %s",
+            self.settings.start_from,
+            {tp.partition: tp.offset for tp in fresh},
+        )
+        consumer.incremental_assign(partitions)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Commit what we hold for these partitions before another worker takes them.
@@ -236,16 +285,32 @@ class IngestLoop:
             return
         s = self.settings
         values = [m.value() for m in good]
+        mapped: Mapped | None = None
+        if s.mapping is not None:  # other record shapes: mapped to envelopes first
+            mapping = s.mapping
+            mapped = map_records(
+                mapping,
+                values,
+                keys=[m.key() for m in good] if mapping.uses_key else None,
+                timestamps_ms=timestamps_ms(map(Message.timestamp, good))
+                if mapping.uses_timestamp
+                else None,
+                headers=[m.headers() for m in good] if mapping.uses_headers else None,
+                limits=s.limits,
+            )
+            values = mapped.values  # type: ignore[assignment]
         max_event_ms = int(time.time() * 1000) + s.max_future_skew_ms
         # Clean batches of one (model, version) parse in one pyarrow call; anything else
         # (and any record that would be rejected) goes through the orjson decoder.
-        result = fast_decode(
-            values,
-            kinds_for=self._feature_kinds,
-            limits=s.limits,
-            max_event_ms=max_event_ms,
-            window_ms=s.window_ms,
-        )
+        result: DecodeResult | FastPathDeclined = DecodeResult({})
+        if values:
+            result = fast_decode(
+                values,
+                kinds_for=self._feature_kinds,
+                limits=s.limits,
+                max_event_ms=max_event_ms,
+                window_ms=s.window_ms,
+            )
         if isinstance(result, FastPathDeclined):
             self.metrics.fast_path_declined_total.labels(result.reason).inc()
             result = decode_predictions(
@@ -255,6 +320,8 @@ class IngestLoop:
                 max_event_ms=max_event_ms,
                 window_ms=s.window_ms,
             )
+        if mapped is not None:  # rows and rejects back at their positions in `good`
+            result = mapped.restore(result)
         if result.truncated_values:
             self.metrics.truncated_values_total.inc(result.truncated_values)
         if result.future_features_as_of:
@@ -455,7 +522,9 @@ class IngestLoop:
         assignment = consumer.assignment()
         if assignment:
             for tp in consumer.committed(assignment, timeout=30):
-                offset = tp.offset if tp.offset >= 0 else 0
+                # never committed: back to where the first start placed it, not to 0
+                first = self._first_offsets.get((tp.topic, tp.partition), OFFSET_BEGINNING)
+                offset = tp.offset if tp.offset >= 0 else first
                 consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
 
 

@@ -73,6 +73,8 @@ class Worker:
                 max_future_skew_ms=c.limits.max_future_skew_ms,
                 flush_interval_s=self.flush_interval_s,
                 kafka=kafka,
+                mapping=c.mapping.record_mapping(),
+                start_from=c.kafka.start_position(),
             ),
             self.references,
             self.metrics,

@@ -114,6 +114,27 @@ def test_plain_and_mixed_predictions() -> None:
     np.testing.assert_array_equal(b.prediction_score, [np.nan, 2.0, np.nan])
 
 
+def test_a_score_without_a_label_is_a_prediction() -> None:
+    """Issue #10: ``{"score": 0.7}`` is valid (alone, or mixed with other shapes)."""
+    alone = decode_predictions(enc(record(prediction={"score": 0.7}), record()))
+    b = alone.batches["fraud", "17"]
+    assert alone.rejects == []
+    np.testing.assert_array_equal(b.prediction_score, [0.7, 0.07])
+    assert b.prediction_label == [None, "legit"]
+    mixed = decode_predictions(
+        enc(
+            record(prediction=True),
+            record(prediction={"label": None, "score": 0.25}),
+            record(prediction={"label": None}),
+        )
+    )
+    b = mixed.batches["fraud", "17"]
+    assert [(r.position, r.reason) for r in mixed.rejects] == [(2, WRONG_TYPE)]
+    assert b.prediction_label == [True, None]
+    np.testing.assert_array_equal(b.prediction_score, [np.nan, 0.25])
+    validate("prediction_log", record(prediction={"score": 0.7}))
+
+
 def test_groups_by_model_and_version_and_keeps_positions() -> None:
     recs = [record(), record(model_version="18"), record(model="eta"), record()]
     result = decode_predictions(enc(*recs))
@@ -167,7 +188,9 @@ def test_wrongly_typed_feature_value_passes_through() -> None:
         (orjson.dumps(record(features=[1.0])), WRONG_TYPE, "features"),
         (orjson.dumps(record(prediction=None)), WRONG_TYPE, "prediction"),
         (orjson.dumps(record(prediction=[0.1, 0.9])), WRONG_TYPE, "prediction"),
-        (orjson.dumps(record(prediction={"score": 0.3})), WRONG_TYPE, "label"),
+        (orjson.dumps(record(prediction={})), WRONG_TYPE, "label"),
+        (orjson.dumps(record(prediction={"label": None, "score": None})), WRONG_TYPE, "score"),
+        (orjson.dumps(record(prediction={"label": [1], "score": 0.3})), WRONG_TYPE, "label"),
         (orjson.dumps(record(prediction={"label": "a", "score": "x"})), WRONG_TYPE, "score"),
         (orjson.dumps(record(latency_ms="fast")), WRONG_TYPE, "latency_ms"),
         (orjson.dumps(record(latency_ms=-1)), WRONG_TYPE, "latency_ms"),
