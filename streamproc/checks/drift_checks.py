@@ -3,12 +3,17 @@
 All read one :class:`~streamproc.core.drift.FeatureDrift` per feature (computed once by
 ``compare_features`` and shared with the cardinality check). Which statistics may alert:
 
-* numeric: PSI, Jensen–Shannon, and KS only when also significant beyond the sketches'
-  error (D − ε > D_α, Smirnov 1948; ε = ``ks_error_bound``); Wasserstein-1 ÷ reference
-  scale only when the policy sets a threshold for it;
-* categorical and boolean: PSI and Jensen–Shannon, only when the chi-squared test of
-  homogeneity (sparse cells pooled) rejects at ``chi2_alpha`` (a significance gate; see
-  :mod:`streamproc.checks.policy`).
+* numeric: PSI, Jensen–Shannon, KS, and Wasserstein-1 ÷ reference scale (only when the
+  policy sets a threshold for it);
+* categorical and boolean: PSI and Jensen–Shannon.
+
+Every statistic breaches only when the distribution's two-sample test also rejects at
+``drift_test_alpha`` (a significance gate, 1e-4 by default; see
+:mod:`streamproc.checks.policy`): for numerics the asymptotic KS p-value of D − ε (Smirnov
+1948; ε = ``ks_error_bound``, the sketches' error, so conservative by ε), for categoricals
+the chi-squared test of homogeneity with sparse cells pooled (expected count ≥ 5). So a
+window drawn from the reference breaches with probability at most α whatever the effect
+sizes do, wherever the test is valid.
 
 PSI and JS are graded after their small-sample correction: the excess over their
 expected value between two samples of one distribution on K bins,
@@ -110,6 +115,7 @@ def drift_result(
         candidates.append(Candidate.of("js", js, t.js_warning, t.js_critical))
     note = ""
     if fd.kind is FeatureKind.NUMERIC:
+        test, pvalue = "KS", st.get("ks_pvalue")
         ks, ks_crit = st.get("ks"), st.get("ks_critical_value")
         eps = st.get("ks_error_bound") or 0.0
         if ks is not None and ks_crit is not None and ks - eps > ks_crit:
@@ -119,13 +125,14 @@ def drift_result(
         if wc is not None:
             candidates.append(wc)
     else:
-        pvalue = st.get("chi2_pvalue")
-        if pvalue is None or not pvalue < policy.chi2_alpha:
-            primary = dataclasses.replace(primary, severity=None)
-            candidates = []
-            if primary.value > primary.threshold:
-                p = "n/a" if pvalue is None else f"{pvalue:.2g}"
-                note = f" (not significant: chi-squared p = {p} ≥ α = {policy.chi2_alpha:g})"
+        test, pvalue = "chi-squared", st.get("chi2_pvalue")
+    alpha = policy.drift_test_alpha
+    if pvalue is None or not pvalue < alpha:
+        gated = [dataclasses.replace(c, severity=None) for c in candidates]
+        if any(c.value > c.threshold for c in gated):
+            p = "n/a" if pvalue is None else f"{pvalue:.2g}"
+            note = f" (not significant: {test} p = {p} ≥ α = {alpha:g})"
+        primary, candidates = gated[0], []
     if check == "slow_drift":
         note += " (rolling horizon)"
     chosen = worst(candidates, primary)

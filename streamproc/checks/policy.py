@@ -19,7 +19,7 @@ data lag p95                      3600 s     ×5         event time − features
 pipeline lag p95                  60 s       ×5         Kafka append time − event time
 processing lag p95                60 s       ×5         ingest time − Kafka append (wall clock)
 staleness                         —          600 s      now − newest event; always critical
-chi-squared significance α        0.01                  gate for categorical PSI/JS (see below)
+drift test significance α         1e-4                  gate for every drift statistic (below)
 share-test significance α         1e-4                  one-sided binomial tests, see below
 dataset-drift false discovery q   0.05                  Benjamini–Hochberg across features
 Wasserstein (÷ reference scale)   None       None       reported, alerts only when configured
@@ -36,11 +36,19 @@ the reconstruction error ratio breaches only when also significant — half of
 with Student-t critical values on the reference parts' noise estimate. A pair needs
 ``thresholds.min_samples`` rows on both sides (the minimum of the distribution checks).
 
-Why chi-squared is only a gate: its statistic grows linearly with the sample size, so at
-production volumes (10⁵ events a window) it rejects homogeneity for shifts nobody cares
-about (a category moving from 20.0% to 20.3%). A categorical PSI or JS breach must also be
-significant (chi-squared p-value < ``chi2_alpha``); chi-squared never alerts by itself.
-KS is gated the same way by its own critical value (``Thresholds.ks_alpha``).
+Why the drift tests are only a gate: their statistics grow with the sample size, so at
+production volumes (10⁵ events a window) they reject for shifts nobody cares about (a
+category moving from 20.0% to 20.3%). Effect sizes (PSI, JS, KS distance, Wasserstein)
+grade the drift; a breach of any of them in ``feature_drift``, ``prediction_drift`` or
+``slow_drift`` must also be significant: the feature's two-sample test — KS on D − ε
+(the sketches' error bound subtracted) for numerics, chi-squared of homogeneity with
+sparse cells pooled for categoricals — has p-value < ``drift_test_alpha``. The tests never
+alert by themselves. α = 1e-4 is chosen with the false-alarm budget: a window of the
+reference's own distribution breaches with probability ≤ α whatever the effect sizes do
+(where the test is valid; measured in ``benchmarks/sim_false_alarms.py``), so with 2-of-3
+firing a drift check gives ≤ U·2α² ≈ 0.0025 false alerts a week per feature (U = 122,976
+evaluation units a week), ≤ 0.25 at 100 features. The KS distance also needs D − ε above
+its critical value at ``Thresholds.ks_alpha`` (0.01), which the gate implies at α < 0.01.
 
 Shares judged by sample size (``share_test_alpha``, docs/STATISTICS.md *Small samples*):
 the dominant output share (``degenerate_output``), the new-category share
@@ -75,7 +83,7 @@ class EvaluationPolicy:
     """Thresholds for :func:`streamproc.checks.evaluate.evaluate_window` (see module doc)."""
 
     thresholds: Thresholds = field(default_factory=lambda: DEFAULT_THRESHOLDS)
-    chi2_alpha: float = 0.01
+    drift_test_alpha: float = 1e-4
     share_test_alpha: float = 1e-4
     dataset_drift_fdr: float = 0.05
     wasserstein_warning: float | None = None
@@ -121,7 +129,7 @@ class EvaluationPolicy:
         ww, wc = self.wasserstein_warning, self.wasserstein_critical
         if ww is not None and wc is not None:
             _check_pair("wasserstein", ww, wc)
-        for name in ("chi2_alpha", "share_test_alpha", "dataset_drift_fdr"):
+        for name in ("drift_test_alpha", "share_test_alpha", "dataset_drift_fdr"):
             if not 0.0 < getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in (0, 1), got {getattr(self, name)}")
         if self.lag_critical_factor < 1.0:

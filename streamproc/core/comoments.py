@@ -26,6 +26,21 @@ d(d+1)/2) bytes when compact (1.8 KB) and 8·(d(d+1) + 2d²) bytes otherwise (9.
 base64 in the model profile's metadata (so readers that predate it ignore it). Tracked
 features: at most :data:`JOINT_MAX_FEATURES` numeric ones, the first by name.
 
+**Winsorized at the reference's fences.** Values are clipped to per-feature ``bounds``
+before they enter the moments (:meth:`JointMoments.update`): the reference's *fences*
+[q₁₀ − c·(q₉₀ − q₁₀), q₉₀ + c·(q₉₀ − q₁₀)], c = :data:`JOINT_FENCE`, from its PSI edges
+(deciles; :func:`joint_fences`). A reference is built in two passes (the fences are known
+after the first) and a window built against it copies its bounds
+(``ModelProfile.new(joint_bounds=reference.joint_bounds())``), so both sides hold moments
+of the same bounded transform; profiles with different bounds are not compared. Why:
+Pearson correlations and second moments of heavy-tailed data (Student-t with 3 dof,
+lognormal) have infinite or huge fourth moments, so a few extreme rows swing a window's
+statistics far beyond any noise model (``benchmarks/joint_drift_false_alarms.py``: 1.5–6%
+false alarms on correlated t₃ windows unclipped, 0 clipped). For a normal feature the
+fences are ±3.8σ (0.01% of values clipped). A feature with ≥ 90% of its reference at one
+value has q₁₀ = q₉₀: it is clipped to a constant and leaves the joint check (its
+correlations would rest on a handful of rows of a window).
+
 A *reference* keeps :data:`JOINT_BUCKETS` parts, its rows spread over them by a hash of
 the row index; the spread of the statistics across parts measures their sampling noise
 for this data (heavy tails included), which Gaussian theory understates
@@ -52,6 +67,21 @@ JOINT_MAX_FEATURES: Final = 20
 JOINT_BUCKETS: Final = 20
 """Parts of a reference's co-moments (the noise model of the joint check)."""
 _HASH: Final = 2654435761  # Knuth's multiplicative hash: row index → part
+JOINT_FENCE: Final = 1.0
+"""Fence width c: a reference's bounds are its deciles widened by c × their distance."""
+
+Bounds = tuple[tuple[float, float], ...]
+"""(low, high) per feature; ±inf where a feature is not clipped."""
+
+
+def joint_fences(edges: np.ndarray | None) -> tuple[float, float]:
+    """(low, high) fences from a feature's PSI edges (its reference deciles at the default
+    10 bins: the first and last edge are q₁₀ and q₉₀); unbounded without edges."""
+    if edges is None or len(edges) == 0:
+        return -np.inf, np.inf
+    lo, hi = float(edges[0]), float(edges[-1])
+    width = JOINT_FENCE * (hi - lo)
+    return lo - width, hi + width
 
 
 def default_joint_features(
@@ -266,10 +296,22 @@ class JointMoments:
     names: tuple[str, ...]
     parts: list[CoMoments]
     rows: int = 0  # rows offered to update (each row's index picks its part)
+    bounds: Bounds | None = None  # values are clipped to these before the moments
 
     @classmethod
-    def new(cls, names: Sequence[str], parts: int = 1) -> JointMoments:
-        return cls(tuple(names), [CoMoments.empty(len(names)) for _ in range(max(1, parts))])
+    def new(
+        cls, names: Sequence[str], parts: int = 1, bounds: Bounds | None = None
+    ) -> JointMoments:
+        if bounds is not None and len(bounds) != len(names):
+            raise ValueError(f"{len(bounds)} bounds for {len(names)} features")
+        empty = [CoMoments.empty(len(names)) for _ in range(max(1, parts))]
+        return cls(tuple(names), empty, 0, bounds)
+
+    def bounds_of(self, names: Sequence[str]) -> Bounds | None:
+        """The bounds of ``names`` (None: not clipped)."""
+        if self.bounds is None:
+            return None
+        return tuple(self.bounds[self.names.index(n)] for n in names)
 
     def total(self) -> CoMoments:
         """All parts merged."""
@@ -284,6 +326,9 @@ class JointMoments:
             self.rows += n
             return
         x = np.column_stack([row_values(columns.get(name), n) for name in self.names])
+        if self.bounds is not None:  # NaN (missing) stays NaN
+            lo, hi = np.array(self.bounds, dtype=np.float64).T
+            x = np.clip(x, lo, hi)
         k = len(self.parts)
         if k == 1:
             self.parts[0] = self.parts[0].merge(CoMoments.of_rows(x))
@@ -298,22 +343,26 @@ class JointMoments:
 
     def select(self, names: Sequence[str]) -> JointMoments:
         idx = [self.names.index(name) for name in names]
-        return JointMoments(tuple(names), [p.select(idx) for p in self.parts], self.rows)
+        parts = [p.select(idx) for p in self.parts]
+        return JointMoments(tuple(names), parts, self.rows, self.bounds_of(names))
 
     def merge(self, other: JointMoments) -> JointMoments:
         """Both inputs' rows over the features both track (exact), partwise when both
-        have as many parts, else as one part."""
+        have as many parts, else as one part. ValueError when they were clipped at
+        different bounds (their moments are of different transforms)."""
         if self.names != other.names:
             common = [name for name in self.names if name in other.names]
             return self.select(common).merge(other.select(common))
+        if self.bounds != other.bounds:
+            raise ValueError("co-moments clipped at different bounds do not merge")
         if len(self.parts) == len(other.parts):
             parts = [a.merge(b) for a, b in zip(self.parts, other.parts, strict=True)]
         else:
             parts = [self.total().merge(other.total())]
-        return JointMoments(self.names, parts, self.rows + other.rows)
+        return JointMoments(self.names, parts, self.rows + other.rows, self.bounds)
 
     def copy(self) -> JointMoments:
-        return self.merge(JointMoments.new(self.names, len(self.parts)))
+        return self.merge(JointMoments.new(self.names, len(self.parts), self.bounds))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, JointMoments):
@@ -321,6 +370,7 @@ class JointMoments:
         return (
             self.names == other.names
             and self.rows == other.rows
+            and self.bounds == other.bounds
             and len(self.parts) == len(other.parts)
             and all(a.equals(b) for a, b in zip(self.parts, other.parts, strict=True))
         )
@@ -328,12 +378,15 @@ class JointMoments:
     __hash__ = None  # type: ignore[assignment]
 
     def to_meta(self) -> dict[str, Any]:
-        """JSON-able form for the model profile's metadata."""
-        return {
+        """JSON-able form for the model profile's metadata (an infinite bound: null)."""
+        out: dict[str, Any] = {
             "features": list(self.names),
             "rows": self.rows,
             "parts": [base64.b64encode(p.to_bytes()).decode("ascii") for p in self.parts],
         }
+        if self.bounds is not None:
+            out["bounds"] = [[_finite(lo), _finite(hi)] for lo, hi in self.bounds]
+        return out
 
     @classmethod
     def from_meta(cls, meta: Mapping[str, Any]) -> JointMoments:
@@ -341,7 +394,19 @@ class JointMoments:
         parts = [CoMoments.from_bytes(base64.b64decode(p), len(names)) for p in meta["parts"]]
         if not parts:
             raise ValueError("co-moments without parts")
-        return cls(names, parts, int(meta["rows"]))
+        bounds: Bounds | None = None
+        if meta.get("bounds") is not None:
+            bounds = tuple(
+                (-np.inf if lo is None else float(lo), np.inf if hi is None else float(hi))
+                for lo, hi in meta["bounds"]
+            )
+            if len(bounds) != len(names):
+                raise ValueError(f"{len(bounds)} bounds for {len(names)} features")
+        return cls(names, parts, int(meta["rows"]), bounds)
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if np.isfinite(x) else None
 
 
 def merge_joint(
@@ -356,4 +421,9 @@ def merge_joint(
         return kept.copy() if kept is not None else None
     if a.names != b.names and (a_rows == 0 or b_rows == 0):
         return (b if a_rows == 0 else a).copy()
+    common = [n for n in a.names if n in b.names]
+    if a.bounds_of(common) != b.bounds_of(common):
+        if a_rows == 0 or b_rows == 0:
+            return (b if a_rows == 0 else a).copy()
+        return None  # moments of different transforms: no joint check on the merge
     return a.merge(b)

@@ -1,7 +1,9 @@
 """Drift of the joint distribution of numeric features, from two profiles' co-moments.
 
 Two statistics (docs/STATISTICS.md, *Joint distribution*), over the features both sides
-track (the first ``max_features`` of the reference's; constant ones left out):
+track (the first ``max_features`` of the reference's; constant ones left out, including
+those its fences clip to a constant: ≥ 90% of the reference at one value), on values
+winsorized at the reference's fences (:mod:`streamproc.core.comoments`):
 
 * **Correlation change** per pair: Δr = r_cur − r_ref (pairwise-complete Pearson
   correlations), with the Fisher (1915) z-transform's standardized difference
@@ -108,10 +110,12 @@ def compare_joint(
     min_rows: int,
 ) -> JointDrift | None:
     """Correlation changes and reconstruction error; None with fewer than two features
-    of positive reference variance that both sides track, or no pair with ``min_rows``
-    rows on both sides."""
+    of positive reference variance (after clipping) that both sides track, no pair with
+    ``min_rows`` rows on both sides, or sides clipped at different bounds (moments of
+    different transforms; a window copies its reference's, see
+    :mod:`streamproc.core.comoments`)."""
     names = [n for n in reference.names if n in current.names][:max_features]
-    if len(names) < 2:
+    if len(names) < 2 or reference.bounds_of(names) != current.bounds_of(names):
         return None
     ref_all = reference.select(names)
     ref = ref_all.total()

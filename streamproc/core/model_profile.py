@@ -24,6 +24,7 @@ from streamproc.core.comoments import (
     JOINT_BUCKETS,
     JointMoments,
     default_joint_features,
+    joint_fences,
     merge_joint,
 )
 from streamproc.core.errors import ProfileFormatError
@@ -118,6 +119,7 @@ class ModelProfile:
         created_at: float | None = None,
         joint_features: Sequence[str] | None = None,
         joint_parts: int | None = None,
+        joint_bounds: Mapping[str, tuple[float, float]] | None = None,
     ) -> ModelProfile:
         """An empty profile with one FeatureProfile per declared feature.
 
@@ -135,7 +137,10 @@ class ModelProfile:
         ``joint_features``: the numeric features whose co-moments are kept for the
         joint-drift check (:mod:`streamproc.core.comoments`; default: the first
         ``JOINT_MAX_FEATURES`` numeric ones by name; empty: none), in ``joint_parts``
-        parts (default: ``JOINT_BUCKETS`` for ``metadata["role"] == "reference"``, else 1).
+        parts (default: ``JOINT_BUCKETS`` for ``metadata["role"] == "reference"``, else 1),
+        values clipped to ``joint_bounds`` (a window: ``reference.joint_bounds()``, so
+        both sides hold moments of the same winsorized values; a feature without bounds
+        there is not clipped; None: no clipping).
         """
         meta = dict(metadata or {})
         if created_at is not None:
@@ -163,7 +168,11 @@ class ModelProfile:
             k=k,
             max_categories=max_categories,
             label_kind=FeatureKind(label_kind),
-            joint=JointMoments.new(numeric, joint_parts) if len(numeric) > 1 else None,
+            joint=(
+                JointMoments.new(numeric, joint_parts, _bounds(numeric, joint_bounds))
+                if len(numeric) > 1
+                else None
+            ),
         )
 
     @classmethod
@@ -212,8 +221,23 @@ class ModelProfile:
             latency_ms=latency_ms,
             event_times=event_times,
         )
+        joint = prof.fenced_joint()  # second pass: the co-moments clipped at the fences
+        if joint is not None:
+            joint.update(columns, prof.row_count)
+            prof.joint = joint
         prof.learn_schema()
         return prof
+
+    def fenced_joint(self) -> JointMoments | None:
+        """Empty co-moments of this profile's joint features and parts, clipped at its own
+        fences (:func:`~streamproc.core.comoments.joint_fences` of its PSI edges): the
+        second pass of a reference build, fed the same rows again; None without joint
+        features."""
+        if self.joint is None:
+            return None
+        edges = self.psi_edges()
+        bounds = tuple(joint_fences(edges.get(n)) for n in self.joint.names)
+        return JointMoments.new(self.joint.names, len(self.joint.parts), bounds)
 
     def psi_edges(self, bins: int = DEFAULT_THRESHOLDS.psi_bins) -> dict[str, np.ndarray]:
         """PSI bin edges of every numeric feature with finite values (for a reference).
@@ -330,6 +354,13 @@ class ModelProfile:
         """The features whose co-moments this profile keeps (none: no joint check)."""
         return self.joint.names if self.joint is not None else ()
 
+    def joint_bounds(self) -> dict[str, tuple[float, float]] | None:
+        """The bounds this profile's co-moments clip values to (None: not clipped); a
+        window built against a reference passes them to :meth:`new`."""
+        if self.joint is None or self.joint.bounds is None:
+            return None
+        return dict(zip(self.joint.names, self.joint.bounds, strict=True))
+
     # -------------------------------------------------------------------- serialization
 
     def to_bytes(self) -> bytes:
@@ -401,6 +432,18 @@ class ModelProfile:
         )
 
     __hash__ = None  # type: ignore[assignment]
+
+
+def _bounds(
+    names: Sequence[str], bounds: Mapping[str, tuple[float, float]] | None
+) -> tuple[tuple[float, float], ...] | None:
+    if bounds is None:
+        return None
+    out = []
+    for n in names:
+        lo, hi = bounds.get(n, (-np.inf, np.inf))
+        out.append((float(lo), float(hi)))
+    return tuple(out)
 
 
 def _merge_opt(a: FeatureProfile | None, b: FeatureProfile | None) -> FeatureProfile | None:

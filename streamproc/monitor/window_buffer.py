@@ -208,6 +208,7 @@ def _new_profiles(buf: WindowBuffer, reference: ModelProfile) -> tuple[ModelProf
         metadata={"role": "window"},
         bin_edges=reference.psi_edges(),  # exact PSI bin counts; memoized on the reference
         joint_features=reference.joint_features(),  # co-moments of the same features
+        joint_bounds=reference.joint_bounds(),  # clipped at the reference's fences
     )  # no created_at: deltas must merge and compare by content
     return profile, ops.new_ops_profile(buf.model, buf.model_version)
 

@@ -126,6 +126,21 @@ def feed_files(
         raise InputError(f"no data rows in {names}; give files with a header and rows")
 
 
+def feed_joint(profile: ModelProfile, files: Sequence[DataFile], plan: ColumnPlan) -> None:
+    """Second pass of a reference build: the co-moments again, clipped at the fences its
+    first pass found (``ModelProfile.fenced_joint``; docs/STATISTICS.md *Joint
+    distribution*). Reads only the joint features' columns."""
+    joint = profile.fenced_joint()
+    if joint is None:
+        return
+    names = list(joint.names)
+    types = {n: t for n, t in (plan.read_types or {}).items() if n in joint.names}
+    for data in files:
+        for batch in data.batches(names, types):
+            joint.update({n: batch.column(n) for n in names}, batch.num_rows)
+    profile.joint = joint
+
+
 def _label_kind(plan: ColumnPlan, files: Sequence[DataFile]) -> FeatureKind:
     if plan.prediction is None or plan.prediction_kind is not PredictionKind.LABEL:
         return FeatureKind.CATEGORICAL
@@ -190,6 +205,7 @@ def build_reference(
     total = sum(f.size_bytes for f in files)
     progress = Progress(total, stream=progress_stream, enabled=show_progress)
     feed_files(profile, files, plan, progress=progress)
+    feed_joint(profile, files, plan)
     profile.learn_schema()
     return profile
 
@@ -229,6 +245,8 @@ def profile_like(
         label_kind=reference.label_kind,
         metadata={"role": "current", "source": [f.path.name for f in files]},
         bin_edges=reference.psi_edges(),  # exact current shares for PSI/JS
+        joint_features=reference.joint_features(),
+        joint_bounds=reference.joint_bounds(),  # co-moments clipped as the reference's
     )
     total = sum(f.size_bytes for f in files)
     progress = Progress(total, stream=progress_stream, enabled=show_progress)

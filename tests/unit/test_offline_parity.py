@@ -83,9 +83,10 @@ def test_offline_drift_reports_the_worker_verdicts(
     policy = load_config(tmp_path / "monitor.toml", env={}).evaluation_policy("fraud")
     assert policy.thresholds.for_feature("age").range_max == 120.0
     assert (policy.thresholds.psi_warning, policy.thresholds.ks_warning) == (0.12, 0.15)
-    win = ModelProfile.new("fraud", "7", KINDS, bin_edges=ref.psi_edges())
+    like = {"bin_edges": ref.psi_edges(), "joint_bounds": ref.joint_bounds()}  # as the worker
+    win = ModelProfile.new("fraud", "7", KINDS, **like)  # type: ignore[arg-type]
     for lo in range(0, 2_000, 500):  # the worker merges small deltas
-        delta = ModelProfile.new("fraud", "7", KINDS, bin_edges=ref.psi_edges())
+        delta = ModelProfile.new("fraud", "7", KINDS, **like)  # type: ignore[arg-type]
         delta.update_columns({k: v[lo : lo + 500] for k, v in data.items()})
         win = win.merge(delta)
     worker = evaluate_window(ref, win, None, policy, window_start_ms=0, window_end_ms=1)

@@ -330,7 +330,7 @@ def test_staleness_silent_while_replaying_or_before_any_event() -> None:
     [
         {"missing_feature_rate_warning": 0.2},
         {"dominant_share_warning": 0.9999},
-        {"chi2_alpha": 0.0},
+        {"drift_test_alpha": 0.0},
         {"lag_critical_factor": 0.5},
         {"wasserstein_warning": 1.0, "wasserstein_critical": 0.5},
     ],

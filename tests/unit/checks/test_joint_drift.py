@@ -37,7 +37,9 @@ def _reference(x: np.ndarray) -> ModelProfile:
 
 def _window(ref: ModelProfile, x: np.ndarray) -> ModelProfile:
     kinds = {name: f.kind for name, f in ref.features.items()}
-    w = ModelProfile.new("m", "1", kinds, bin_edges=ref.psi_edges())
+    w = ModelProfile.new(
+        "m", "1", kinds, bin_edges=ref.psi_edges(), joint_bounds=ref.joint_bounds()
+    )
     w.update_columns(_cols(x))
     return w
 
@@ -194,6 +196,46 @@ def test_heavy_tails_are_judged_by_the_reference_parts_noise() -> None:
     z_theory = {(p.first, p.second): abs(p.z) for p in by_theory.pairs}
     assert all(z_parts[k] <= z_theory[k] * (1 + 1e-9) for k in z_parts)  # never narrower
     assert sum(z_theory[k] > 1.2 * z_parts[k] for k in z_parts) >= len(z_parts) // 2
+
+
+def test_winsorized_at_the_fences_heavy_tails_stay_quiet_and_near_constants_leave() -> None:
+    """Correlated Student-t (3 dof) rows, plus a feature 95% zero: the reference's
+    co-moments are numpy's on the rows clipped at its fences, the near-constant feature
+    (q10 = q90) is left out, and windows from the reference stay quiet."""
+    rng = np.random.default_rng(21)
+    chol = np.linalg.cholesky(np.array([[1.0, 0.8, 0.3], [0.8, 1.0, 0.5], [0.3, 0.5, 1.0]]))
+    names = ["a", "b", "c", "rare"]
+
+    def rows(n: int) -> np.ndarray:
+        z = rng.normal(size=(n, 3)) @ chol.T / np.sqrt(rng.chisquare(3, (n, 1)) / 3)
+        rare = np.where(rng.random(n) < 0.95, 0.0, rng.random(n))
+        return np.column_stack([z, rare])
+
+    x = rows(30_000)
+    ref = ModelProfile.build_reference("m", "1", {n: x[:, i] for i, n in enumerate(names)})
+    bounds = ref.joint_bounds()
+    assert bounds is not None and bounds["rare"] == (0.0, 0.0)
+    lo, hi = np.array([bounds[n] for n in names]).T
+    assert ref.joint is not None
+    r = ref.joint.total().correlation()[:3, :3]
+    assert r == pytest.approx(np.corrcoef(np.clip(x, lo, hi)[:, :3].T), abs=1e-9)
+    quiet = []
+    for _ in range(30):
+        w = rows(1_000)
+        cur = ModelProfile.new("m", "1", dict.fromkeys(names, FeatureKind.NUMERIC),
+                               joint_bounds=bounds)  # fmt: skip
+        cur.update_columns({n: w[:, i] for i, n in enumerate(names)})
+        assert ref.joint is not None and cur.joint is not None
+        jd = compare_joint(ref.joint, cur.joint, max_features=20, explained_variance=0.65,
+                           min_rows=500)  # fmt: skip
+        assert jd is not None and jd.features == ("a", "b", "c")
+        res = joint_drift_result(WINDOW, ref, cur, EvaluationPolicy())
+        assert res is not None
+        quiet.append(not res.breached)
+    assert all(quiet)
+    unclipped = ModelProfile.new("m", "1", dict.fromkeys(names, FeatureKind.NUMERIC))
+    unclipped.update_columns({n: x[:1_000, i] for i, n in enumerate(names)})
+    assert joint_drift_result(WINDOW, ref, unclipped, EvaluationPolicy()) is None
 
 
 # ------------------------------------------------------------------- no result, and config

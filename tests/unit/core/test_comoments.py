@@ -137,7 +137,16 @@ def test_reference_tracks_the_first_numeric_features_by_name_in_parts() -> None:
     sizes = [int(p.n[0, 0]) for p in ref.joint.parts]
     assert sum(sizes) == 1_000 and min(sizes) > 20  # spread over the parts by row index
     x = np.column_stack([cols[n] for n in ref.joint_features()])
-    _assert_matches_numpy(ref.joint.total(), x)
+    # winsorized at the fences q10 - (q90 - q10), q90 + (q90 - q10) of each feature
+    q10, q90 = np.quantile(x, [0.1, 0.9], axis=0, method="higher")
+    lo, hi = q10 - (q90 - q10), q90 + (q90 - q10)
+    bounds = ref.joint_bounds()
+    assert bounds is not None
+    assert np.array([bounds[n] for n in ref.joint_features()]) == pytest.approx(
+        np.column_stack([lo, hi]), abs=1e-12
+    )
+    assert (x < lo).any() or (x > hi).any()  # some values clipped
+    _assert_matches_numpy(ref.joint.total(), np.clip(x, lo, hi))
     window = ModelProfile.new("m", "1", {n: f.kind for n, f in ref.features.items()})
     assert window.joint is not None and len(window.joint.parts) == 1
     assert window.joint_features() == ref.joint_features()
