@@ -22,9 +22,10 @@ def register(subparsers: Any) -> None:
             "$KAFKA_BOOTSTRAP_SERVERS names one), build a reference profile for a "
             "synthetic credit-risk model, run a worker and produce live prediction traffic "
             "through a scripted incident: normal traffic, then drift, a null spike and a "
-            "new category, then a stall, then recovery. Alerts print as they fire and "
-            "resolve; /metrics serves the worker's Prometheus metrics. Ctrl-C stops it "
-            "cleanly."
+            "new category, then a stall, then recovery. On a terminal a live view shows "
+            "throughput, alerts and the incident timeline in place; otherwise alerts print "
+            "as lines as they fire and resolve; /metrics serves the worker's Prometheus "
+            "metrics. Ctrl-C stops it cleanly."
         ),
     )
     parser.add_argument(
@@ -58,6 +59,12 @@ def register(subparsers: Any) -> None:
         metavar="DIR",
         help="write the reference profile here (default: a new temporary directory)",
     )
+    parser.add_argument(
+        "--plain",
+        action="store_true",
+        help="print plain status and alert lines even on a terminal (the default when "
+        "stdout is not a terminal; on one, a live view updates in place)",
+    )
     parser.set_defaults(func=_run)
 
 
@@ -84,9 +91,14 @@ def _run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     previous = _on_interrupt(stop)
     console = Console(sys.stdout)
+    if console.tty and not args.plain:
+        from streamproc.demo.terminal import LiveConsole
+
+        console = LiveConsole(sys.stdout)
     try:
         run_demo(options, console, stop)
     finally:
+        console.finish()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return 0

@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "streamproc.cli.demo_cmd",
     "streamproc.cli.alerts_cmd",
     "streamproc.cli.inspect_cmd",
+    "streamproc.cli.top_cmd",
     "streamproc.cli.attach_cmd",
 )
 

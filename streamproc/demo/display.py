@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TextIO
 
+from streamproc.demo.script import Phase, Script
+
 _CODES: Final = {"red": "31", "green": "32", "yellow": "33", "cyan": "36", "bold": "1", "dim": "2"}
 
 
@@ -216,3 +218,28 @@ class Console:
             self.stream.write("\n")
             self.stream.flush()
             self._status_shown = False
+
+    # What the session reports; a live view (:class:`streamproc.demo.terminal.LiveConsole`)
+    # overrides these, this console prints them as lines.
+
+    def show_header(self, header: Header, script: Script) -> None:
+        for text in format_header(header, self.style):
+            self.line(text)
+
+    def show_phase(self, index: int, label: str, phase: Phase, at: float) -> None:
+        self.line(format_phase(label, phase.seconds, phase.title, at))
+
+    def show_status(self, status: Status) -> None:
+        self.status(format_status(status, self.style))
+
+    def show_alert(self, alert: Mapping[str, Any], at: float, elapsed_s: float) -> None:
+        self.line(format_alert(alert, at, elapsed_s, self.style))
+
+    def show_summary(self, lines: Sequence[str], timings: Sequence[AlertTiming]) -> None:
+        self.line()
+        for text in lines:
+            self.line(text)
+
+    def finish(self) -> None:
+        """The demo is over (however it ended)."""
+        self.close()

@@ -155,9 +155,9 @@ def alert_timings(alerts: list[tuple[float, dict[str, Any]]]) -> list[display.Al
 
 def _print_summary(console: display.Console, script: Script, result: DemoResult) -> None:
     starts = {p.name: s for p, s in zip(script.phases, script.starts(), strict=True)}
-    console.line()
-    for text in display.format_summary(
-        alert_timings(result.alerts),
+    timings = alert_timings(result.alerts)
+    lines = display.format_summary(
+        timings,
         starts,
         produced=result.produced,
         processed=result.processed,
@@ -165,8 +165,8 @@ def _print_summary(console: display.Console, script: Script, result: DemoResult)
         producing_s=script.producing_seconds(result.elapsed_s),
         cause=CAUSE,
         horizon_s=script.timings.rolling_horizon_s,
-    ):
-        console.line(text)
+    )
+    console.show_summary(lines, timings)
     if result.reference_path is not None:
         console.line(
             f"reference profile kept: {result.reference_path} "

@@ -106,8 +106,7 @@ class Session:
         traffic_thread: threading.Thread | None = None
         try:
             runner.start()
-            for text in display.format_header(header, self.console.style):
-                self.console.line(text)
+            self.console.show_header(header, self.script)
             self.result.began = time.monotonic()
             traffic_thread = threading.Thread(
                 target=self.traffic.run,
@@ -149,7 +148,7 @@ class Session:
                 return out
             elapsed = time.monotonic() - self.result.began
             self.result.alerts.append((elapsed, alert))
-            self.console.line(display.format_alert(alert, time.time(), elapsed, self.console.style))
+            self.console.show_alert(alert, time.time(), elapsed)
             out.append(alert)
 
     def _watch(self, runner: WorkerThread, stop: threading.Event) -> None:
@@ -171,7 +170,7 @@ class Session:
             if index != shown_phase:
                 shown_phase = index
                 label = f"phase {index + 1}/{count} {phase.name}" if index < count else "after"
-                console.line(display.format_phase(label, phase.seconds, phase.title, time.time()))
+                console.show_phase(index, label, phase, time.time())
             for alert in self._drain():
                 firing[alert["fingerprint"]] = alert["status"] == "firing"
             if now >= next_status:
@@ -189,7 +188,7 @@ class Session:
                     deadletters=int(counter_total(registry, "streamproc_deadletter_total")),
                     firing=sum(firing.values()),
                 )
-                console.status(display.format_status(status, console.style))
+                console.show_status(status)
                 last = (now, traffic.produced, processed)
                 next_status += 1.0
             stop.wait(0.05)
