@@ -121,6 +121,9 @@ _VERB: Final = {
     "model_version": "serves an unexpected version mix",
     "range": "has values out of range",
     "joint_drift": "drifted jointly (relations between features changed)",
+    "performance_drop": "performs worse than its reference (labels)",
+    "calibration_drift": "is less well calibrated than its reference",
+    "label_drift": "sees a shifted class prior (label drift)",
 }
 _RESOLVED_VERB: Final = {
     "feature_drift": "no longer drifts",
@@ -140,6 +143,9 @@ _RESOLVED_VERB: Final = {
     "model_version": "serves the expected versions again",
     "range": "values are back in range",
     "joint_drift": "no longer drifts jointly",
+    "performance_drop": "performance is back to its reference",
+    "calibration_drift": "calibration is back to normal",
+    "label_drift": "class prior is back to normal",
 }
 _ABBREVIATIONS: Final = {"psi": "PSI", "ks": "KS", "js": "JS", "jsd": "JSD", "kl": "KL"}
 

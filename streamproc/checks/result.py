@@ -25,6 +25,9 @@ VOLUME: Final = "volume"
 MODEL_VERSION: Final = "model_version"
 RANGE: Final = "range"
 JOINT_DRIFT: Final = "joint_drift"
+PERFORMANCE_DROP: Final = "performance_drop"
+CALIBRATION_DRIFT: Final = "calibration_drift"
+LABEL_DRIFT: Final = "label_drift"
 
 CHECK_NAMES: Final = (
     FEATURE_DRIFT,
@@ -44,6 +47,9 @@ CHECK_NAMES: Final = (
     MODEL_VERSION,
     RANGE,
     JOINT_DRIFT,
+    PERFORMANCE_DROP,
+    CALIBRATION_DRIFT,
+    LABEL_DRIFT,
 )
 """Every check; each has a section in docs/RUNBOOK.md whose anchor is the name with
 ``_`` replaced by ``-`` (e.g. ``#feature-drift``)."""

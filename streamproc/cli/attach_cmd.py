@@ -150,3 +150,28 @@ def _print(console: Any, proposal: Any, args: argparse.Namespace, bootstrap: str
         "reference build`; a first start reads from [kafka] start_from, default 1h ago)",
         markup=False,
     )
+    reference = [
+        "streamproc",
+        "reference",
+        "build",
+        "--model",
+        args.model or _model_name(args.topic),
+        "--from-topic",
+        args.topic,
+        "--from",
+        "7d ago",
+        "--to",
+        "1d ago",
+        "--mapping",
+        config,
+        "--bootstrap-servers",
+        bootstrap,
+        "-o",
+        "REFERENCE.profile",
+    ]
+    console.print(
+        "No training set at hand? Take the reference from a period of this topic you trust "
+        "(it hides whatever drift that period already had):",
+        markup=False,
+    )
+    console.print("  " + shlex.join(reference), markup=False, highlight=False, soft_wrap=True)

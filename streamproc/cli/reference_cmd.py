@@ -7,6 +7,7 @@ import sys
 import time
 from typing import Any
 
+from streamproc.cli.reference_topic import add_topic_arguments, run_from_topic
 from streamproc.errors import UsageError
 from streamproc.offline.errors import InputError
 from streamproc.offline.profile_io import save_profile
@@ -25,6 +26,13 @@ label. A progress line is shown on stderr when it is a terminal.
 example:
   streamproc reference build --model fraud --model-version 3 \\
       --data train.parquet --prediction-col score --id-col txn_id --out fraud.profile
+
+Without a training set, --from-topic profiles a period of the live stream itself,
+decoded as the worker decodes it (the [mapping] of --config or --mapping):
+  streamproc reference build --model fraud --from-topic predictions \\
+      --from 2024-05-01T00:00:00Z --to 2024-05-08T00:00:00Z -o fraud.profile
+A reference taken from production hides the drift that was already there: it says
+so on stderr, with the rows it took and the records it skipped.
 """
 
 
@@ -40,17 +48,29 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     build.add_argument("--model", required=True, help="model name")
-    build.add_argument("--model-version", default="", help="model version (default: empty)")
+    build.add_argument(
+        "--model-version",
+        default=None,
+        help="model version (default: empty; with --from-topic, the one version in the period)",
+    )
     build.add_argument(
         "--data",
         action="append",
-        required=True,
         metavar="FILE",
         help="data file; repeat for several files with the same columns",
     )
-    build.add_argument("--out", required=True, metavar="FILE", help="profile file to write")
+    build.add_argument("-o", "--out", required=True, metavar="FILE", help="profile file to write")
     build.add_argument("--prediction-col", metavar="COL", help="column holding the prediction")
-    build.add_argument("--label-col", metavar="COL", help="ground-truth column (not a feature)")
+    build.add_argument(
+        "--label-col",
+        metavar="COL",
+        help="ground-truth column (not a feature): stores the reference performance",
+    )
+    build.add_argument(
+        "--positive-class",
+        metavar="V",
+        help="binary task: the positive class (the score is its probability)",
+    )
     build.add_argument("--timestamp-col", metavar="COL", help="event-time column")
     build.add_argument("--id-col", metavar="COL", help="row id column (not a feature)")
     build.add_argument(
@@ -61,6 +81,7 @@ def register(subparsers: Any) -> None:
     )
     build.add_argument("--exclude", action="append", metavar="X", help="leave these columns out")
     build.add_argument("--no-progress", action="store_true", help="never show the progress line")
+    add_topic_arguments(build)
     build.set_defaults(func=run_build)
     ref.set_defaults(func=lambda _args: _missing_subcommand(ref))
 
@@ -73,11 +94,17 @@ def _missing_subcommand(parser: argparse.ArgumentParser) -> int:
 def run_build(args: argparse.Namespace) -> int:
     """Build the profile, write it, print a one-line summary."""
     start = time.perf_counter()
+    if getattr(args, "from_topic", None):
+        if args.data:
+            raise UsageError("give --data FILE or --from-topic TOPIC, not both")
+        return run_from_topic(args)
+    if not args.data:
+        raise UsageError("name the training data: --data FILE (or --from-topic TOPIC)")
     try:
         profile = build_reference(
             args.data,
             model=args.model,
-            model_version=args.model_version,
+            model_version=args.model_version or "",
             features=args.features,
             categorical=args.categorical,
             exclude=args.exclude,
@@ -85,6 +112,7 @@ def run_build(args: argparse.Namespace) -> int:
             label_col=args.label_col,
             timestamp_col=args.timestamp_col,
             id_col=args.id_col,
+            positive_class=args.positive_class,
             show_progress=False if args.no_progress else None,
         )
         size = save_profile(profile, args.out)

@@ -40,6 +40,14 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--alerts-topic", help="output topic (default: streamproc-alerts)")
     parser.add_argument("--window", help="event-time window size, e.g. 5m (default: 5m)")
     parser.add_argument(
+        "--labels-topic",
+        nargs="?",
+        const="",
+        metavar="TOPIC",
+        help="consume label events from TOPIC (alone: [topics] labels) and compute realized "
+        "performance per window; without it no labels stage runs",
+    )
+    parser.add_argument(
         "--start-from",
         metavar="WHEN",
         help="first start of the group (partitions without a committed offset): earliest, "
@@ -78,7 +86,12 @@ def _run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    worker = Worker(config, references)
+    labels_topic = None
+    if args.labels_topic is not None:
+        labels_topic = args.labels_topic or config.topics.labels
+        topics = dataclasses.replace(topics, labels=labels_topic)
+        config = dataclasses.replace(config, topics=topics)
+    worker = Worker(config, references, labels_topic=labels_topic)
     logging.getLogger("streamproc").info(
         "worker: %s → alerts on %s, metrics on :%d, models %s",
         topics.predictions,

@@ -47,6 +47,7 @@ from streamproc.monitor.delta import ProfileDelta
 from streamproc.monitor.evaluator import Alert, Evaluator
 from streamproc.monitor.lag import report_lag
 from streamproc.monitor.metrics import Metrics
+from streamproc.monitor.performance_delta import PerformanceDelta, is_performance_delta
 from streamproc.monitor.state import AggregateState
 from streamproc.monitor.state_reader import StateReadTimeout, read_latest, reader_settings
 from streamproc.monitor.store import AggregateStore, StateRecord
@@ -230,6 +231,9 @@ class AggregateLoop:
                 raise_if_refused(err, topic=s.profiles_topic, group=s.group_id)
                 log.warning("profiles consume error: %s", err)
             return
+        if is_performance_delta(msg.value()):
+            self._apply_performance(msg)
+            return
         try:
             delta = ProfileDelta.from_bytes(msg.value() or b"")
         except ProfileFormatError as exc:
@@ -250,6 +254,26 @@ class AggregateLoop:
             self.metrics.deltas_applied_total.inc()
         else:
             self.metrics.deltas_duplicate_total.inc()
+
+    def _apply_performance(self, msg: Message) -> None:
+        """A labels-stage delta: merged into its window's performance, deduplicated by
+        its label offsets as profile deltas are by theirs."""
+        try:
+            delta = PerformanceDelta.from_bytes(msg.value() or b"")
+        except ProfileFormatError as exc:
+            log.error(
+                "unreadable performance delta at %s[%s]@%s: %s",
+                msg.topic(),
+                msg.partition(),
+                msg.offset(),
+                exc,
+            )
+            self.metrics.unreadable_deltas_total.inc()
+            return
+        if self.store.apply_performance(delta, msg.partition() or 0):
+            self.metrics.performance_deltas_applied_total.inc()
+        else:
+            self.metrics.performance_deltas_duplicate_total.inc()
 
     # ------------------------------------------------------------------ evaluation
 

@@ -28,6 +28,7 @@ from streamproc.checks.context import Window
 from streamproc.checks.evaluate import evaluate_window
 from streamproc.checks.freshness_checks import evaluate_staleness
 from streamproc.checks.lifecycle import AlertState, LifecyclePolicy, step
+from streamproc.checks.performance_checks import PerformancePolicy
 from streamproc.checks.policy import EvaluationPolicy
 from streamproc.checks.result import CARDINALITY, CheckResult
 from streamproc.checks.service_checks import (
@@ -43,12 +44,14 @@ from streamproc.core.ops import DATA_LAG, ERROR, FALLBACK, PIPELINE_LAG, PROCESS
 from streamproc.monitor.metrics import Metrics
 from streamproc.monitor.model_gauges import (
     CLOCK_GROUP,
+    PERFORMANCE_GROUP,
     VERSIONS_GROUP,
     WINDOW_GROUP,
     SeriesBuilder,
 )
+from streamproc.monitor.performance_eval import performance_results, performance_series
 from streamproc.monitor.references import ReferenceSet
-from streamproc.monitor.state import AggregateState, ModelKey, WindowState
+from streamproc.monitor.state import AggregateState, ModelKey, WindowKey, WindowState
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +69,8 @@ class Evaluator:
     """Model-service health thresholds per model."""
     replay: bool = False
     """Force replay mode: wall-clock checks (staleness, processing lag) never run."""
+    performance_for: Callable[[str], PerformancePolicy] = lambda _model: PerformancePolicy()
+    """Performance check thresholds per model."""
     alert_states: dict[str, AlertState] = field(default_factory=dict)
     owner: dict[str, ModelKey] = field(default_factory=dict)
     """Fingerprint → the model version it belongs to (for checkpoints and rebalances)."""
@@ -90,6 +95,10 @@ class Evaluator:
             policy = _with_skip(policy, replaying)
         results: list[CheckResult] = []
         for window in state.newly_closed(mkey):
+            if window.profile.row_count == 0:  # labels only (their predictions never came)
+                window.final = True
+                state.dirty.add(window.key)
+                continue
             results += evaluate_window(
                 reference,
                 window.profile,
@@ -138,6 +147,28 @@ class Evaluator:
             results += self._versions(state, mkey[0])
         self.metrics.evaluation_seconds.observe(time.perf_counter() - began)
         return self._advance(results, now_ms=newest)
+
+    def evaluate_performance(self, state: AggregateState, keys: set[WindowKey]) -> list[Alert]:
+        """The performance checks of windows whose labels changed (closed or not: a
+        window is revised as its labels mature), oldest first, and the gauges of each
+        model version's latest window with labels."""
+        alerts: list[Alert] = []
+        for mkey in sorted({k.model_key for k in keys}):
+            reference = self.references.get(*mkey)
+            if reference is None:
+                continue
+            policy = self.performance_for(mkey[0])
+            results: list[CheckResult] = []
+            for key in sorted(k for k in keys if k.model_key == mkey):
+                results += performance_results(state.windows[key], reference, policy)
+            labeled = [w for w in state.model_windows(mkey) if w.performance is not None]
+            if labeled:
+                gauges = performance_series(labeled[-1], reference).series
+                self.metrics.model_gauges.replace(mkey, PERFORMANCE_GROUP, gauges)
+            clock = state.clocks.get(mkey)
+            now = clock.newest_event_ms if clock is not None and clock.newest_event_ms else 0
+            alerts += self._advance(results, now_ms=max([now, *(r.window_end_ms for r in results)]))
+        return alerts
 
     def _service(
         self,

@@ -28,6 +28,10 @@ class Metrics(NamedTuple):
     deltas_applied_total: Counter
     deltas_duplicate_total: Counter
     unreadable_deltas_total: Counter
+    labels_total: Counter
+    performance_deltas_published_total: Counter
+    performance_deltas_applied_total: Counter
+    performance_deltas_duplicate_total: Counter
     truncated_values_total: Counter
     future_features_as_of_total: Counter
     ingest_batch_seconds: Histogram
@@ -87,6 +91,27 @@ def create(registry: CollectorRegistry | None = None, prefix: str = PREFIX) -> M
         unreadable_deltas_total=Counter(
             name("unreadable_deltas"),
             "Profile deltas the aggregate could not decode (skipped; must stay 0)",
+            registry=reg,
+        ),
+        labels_total=Counter(
+            name("labels"),
+            "Label events counted into window performance (labels stage)",
+            ["model"],
+            registry=reg,
+        ),
+        performance_deltas_published_total=Counter(
+            name("performance_deltas_published"),
+            "Performance deltas published by the labels stage",
+            registry=reg,
+        ),
+        performance_deltas_applied_total=Counter(
+            name("performance_deltas_applied"),
+            "Performance deltas merged into windows by the aggregate stage",
+            registry=reg,
+        ),
+        performance_deltas_duplicate_total=Counter(
+            name("performance_deltas_duplicate"),
+            "Performance deltas skipped as already applied (or past retention)",
             registry=reg,
         ),
         truncated_values_total=Counter(

@@ -73,6 +73,16 @@ GAUGES: tuple[GaugeSpec, ...] = (
         ("model",),
     ),
     GaugeSpec(
+        "performance",
+        "Performance of the latest window with labels: realized, and the reference's",
+        ("model", "version", "metric", "kind"),
+    ),
+    GaugeSpec(
+        "label_coverage_ratio",
+        "Labeled / predicted rows of the latest window with labels",
+        ("model", "version"),
+    ),
+    GaugeSpec(
         "model_version_serving",
         "1 for each model version seen serving recently",
         ("model", "model_version"),
@@ -154,5 +164,7 @@ WINDOW_GROUP = "window"
 """Series of the open window, replaced on every provisional evaluation."""
 CLOCK_GROUP = "clock"
 """Staleness and replay mode, replaced on every staleness tick."""
+PERFORMANCE_GROUP = "performance"
+"""Performance and label coverage of the latest window with labels."""
 VERSIONS_GROUP = "versions"
 """Serving versions of a model (owner: ``ModelKey(model, "")``)."""

@@ -20,6 +20,12 @@ from streamproc.contracts.framing import decode_profile_delta, encode_profile_de
 from streamproc.core.model_profile import ModelProfile
 from streamproc.core.ops import cap_event_names
 from streamproc.monitor.delta import ProfileDelta
+from streamproc.monitor.performance_delta import (
+    Performance,
+    PerformanceDelta,
+    merge_performance,
+    performance_from_bytes,
+)
 
 RECENT_MS = 5_000
 """Event time covered by the "recent" profile that provisional verdicts judge."""
@@ -58,6 +64,9 @@ class WindowState:
     """``"topic:partition"`` → highest source offset merged in (for duplicate deltas)."""
     final: bool = False
     """True once the window closed and had its final evaluation."""
+    performance: Performance | None = None
+    """Realized performance of the window's labeled rows (labels stage), revised as
+    labels arrive; None until the first."""
 
     @property
     def key(self) -> WindowKey:
@@ -69,7 +78,7 @@ class WindowState:
 
     def to_bytes(self) -> bytes:
         profile, ops = self.profile.to_bytes(), self.ops.to_bytes()
-        header = {
+        header: dict[str, Any] = {
             "model": self.model,
             "model_version": self.model_version,
             "start_ms": self.start_ms,
@@ -78,12 +87,22 @@ class WindowState:
             "final": self.final,
             "profile_bytes": len(profile),
         }
-        return encode_profile_delta(header, profile + ops)
+        if self.performance is None:  # the layout of checkpoints before performance
+            return encode_profile_delta(header, profile + ops)
+        perf = self.performance.to_bytes()
+        header["ops_bytes"] = len(ops)
+        header["performance_bytes"] = len(perf)
+        return encode_profile_delta(header, profile + ops + perf)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> WindowState:
         head, body = decode_profile_delta(data)
         n = int(head["profile_bytes"])
+        performance: Performance | None = None
+        if "performance_bytes" in head:  # older checkpoints have none
+            o = n + int(head["ops_bytes"])
+            performance = performance_from_bytes(body[o : o + int(head["performance_bytes"])])
+            body = body[:o]
         return cls(
             model=head["model"],
             model_version=head["model_version"],
@@ -93,6 +112,7 @@ class WindowState:
             ops=ModelProfile.from_bytes(body[n:]),
             applied={str(k): int(v) for k, v in head["applied"].items()},
             final=bool(head["final"]),
+            performance=performance,
         )
 
 
@@ -143,6 +163,8 @@ class AggregateState:
         """Model versions that received data since the last :meth:`take_changed`."""
         self.dirty_clocks: set[ModelKey] = set()
         """Clocks advanced since their last committed checkpoint."""
+        self.performance_changed: set[WindowKey] = set()
+        """Windows whose performance changed since the last :meth:`take_performance_changed`."""
         self._restored_clocks: set[ModelKey] = set()
 
     # ----------------------------------------------------------------- updates
@@ -177,6 +199,8 @@ class AggregateState:
                 delta.ops,
             )
             self.windows[wkey] = window
+        elif window.profile.row_count == 0:  # opened by labels: the first prediction delta
+            window.profile, window.ops = delta.profile, delta.ops
         else:
             window.profile = window.profile.merge(delta.profile)
             window.ops = window.ops.merge(delta.ops)
@@ -204,6 +228,47 @@ class AggregateState:
         self.dirty.add(wkey)
         self.changed_models.add(mkey)
         return True
+
+    def apply_performance(self, delta: PerformanceDelta) -> bool:
+        """Merge a performance delta into its window (opening a window without rows
+        when its labels come before its predictions); False if already applied (its
+        label offsets, as for profile deltas) or its window left retention. The clock
+        is the predictions': labels never move it."""
+        mkey = ModelKey(delta.model, delta.model_version)
+        clock = self.clocks.get(mkey)
+        if clock is not None and delta.window_end_ms <= clock.newest_event_ms - self.retention_ms:
+            return False
+        wkey = WindowKey(delta.model, delta.model_version, delta.window_start_ms)
+        window = self.windows.get(wkey)
+        sources = [(f"{delta.topic}:{p}", last) for p, _first, last in delta.ranges]
+        if (
+            window is not None
+            and sources
+            and all(last <= window.applied.get(src, -1) for src, last in sources)
+        ):
+            return False
+        if window is None:
+            empty = ModelProfile(delta.model, delta.model_version, {})
+            window = WindowState(
+                delta.model,
+                delta.model_version,
+                delta.window_start_ms,
+                delta.window_end_ms,
+                empty,
+                ModelProfile(delta.model, delta.model_version, {}),
+            )
+            self.windows[wkey] = window
+        window.performance = merge_performance(window.performance, delta.performance)
+        for src, last in sources:
+            window.applied[src] = max(last, window.applied.get(src, -1))
+        self.dirty.add(wkey)
+        self.performance_changed.add(wkey)
+        return True
+
+    def take_performance_changed(self) -> set[WindowKey]:
+        """Windows whose performance changed since the last call (and forget them)."""
+        changed, self.performance_changed = self.performance_changed, set()
+        return {k for k in changed if k in self.windows}
 
     def restore(self, window: WindowState) -> None:
         """Load a checkpointed window (after a restart or a rebalance). Its newest event
@@ -240,6 +305,7 @@ class AggregateState:
         for key in [k for k in self.windows if k.model_key in models]:
             del self.windows[key]
             self.dirty.discard(key)
+            self.performance_changed.discard(key)
         for mkey in models:
             self.clocks.pop(mkey, None)
             self.recent.pop(mkey, None)
@@ -270,7 +336,11 @@ class AggregateState:
         a window ahead of the clock, which only unconfirmed records opened)."""
         mark = self.watermark_ms(mkey)
         newest = self.clocks[mkey].newest_event_ms if mkey in self.clocks else 0
-        windows = [w for w in self.model_windows(mkey) if w.end_ms > mark and w.start_ms <= newest]
+        windows = [
+            w
+            for w in self.model_windows(mkey)
+            if w.end_ms > mark and w.start_ms <= newest and w.profile.row_count > 0
+        ]
         return windows[-1] if windows else None
 
     def horizon(
@@ -283,7 +353,7 @@ class AggregateState:
         chosen = [
             w
             for w in self.model_windows(mkey)
-            if since < w.end_ms and (as_of_ms is None or w.end_ms <= until)
+            if since < w.end_ms and (as_of_ms is None or w.end_ms <= until) and w.profile.row_count
         ]
         if not chosen:
             raise KeyError(f"no windows for {mkey}")

@@ -32,6 +32,7 @@ import orjson
 from streamproc.checks.lifecycle import AlertState
 from streamproc.monitor.delta import ProfileDelta
 from streamproc.monitor.evaluator import Alert, Evaluator
+from streamproc.monitor.performance_delta import PerformanceDelta
 from streamproc.monitor.state import AggregateState, ModelKey, WindowKey, WindowState
 
 WINDOW_RECORD = "w"
@@ -92,12 +93,21 @@ class AggregateStore:
         self.partition_of[ModelKey(delta.model, delta.model_version)] = partition
         return self.state.apply(delta, arrival_ms=arrival_ms, watermark_ms=watermark_ms)
 
+    def apply_performance(self, delta: PerformanceDelta, partition: int) -> bool:
+        """Merge a performance delta read from profiles ``partition`` (the labels stage
+        keys it by model, like profile deltas); False for a duplicate."""
+        self.partition_of[ModelKey(delta.model, delta.model_version)] = partition
+        return self.state.apply_performance(delta)
+
     def evaluate(self, wall_ms: int) -> list[Alert]:
         """One evaluation tick: every model version that received data, then staleness of
         all, then the purge of windows past retention (their tombstones are queued)."""
         alerts: list[Alert] = []
         for mkey in sorted(self.state.take_changed()):
             alerts += self.evaluator.evaluate_model(self.state, mkey)
+        changed = self.state.take_performance_changed()
+        if changed:
+            alerts += self.evaluator.evaluate_performance(self.state, changed)
         alerts += self.staleness(wall_ms)
         for key in self.state.purge():
             part = self.partition_of.get(key.model_key)

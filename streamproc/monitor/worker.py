@@ -26,6 +26,7 @@ from streamproc.monitor.authorization import RefusalWatch, await_admission, refu
 from streamproc.monitor.clients import KafkaClients
 from streamproc.monitor.evaluator import Evaluator
 from streamproc.monitor.ingest import IngestLoop, IngestSettings
+from streamproc.monitor.labels import LabelsLoop, LabelsSettings
 from streamproc.monitor.references import ReferenceSet
 from streamproc.monitor.topics import ensure_topics, owned_topics
 
@@ -55,6 +56,8 @@ class Worker:
     abandoned: list[str] = field(default_factory=list)
     """Stages :meth:`run` left blocked on Kafka at shutdown (the process should exit
     without waiting for them: ``os._exit``)."""
+    labels_topic: str | None = None
+    """The labels topic; None: no labels stage (``streamproc worker --labels-topic``)."""
 
     def __post_init__(self) -> None:
         c = self.config
@@ -80,6 +83,25 @@ class Worker:
             self.metrics,
             clients=self.clients,
         )
+        self.labels: LabelsLoop | None = None
+        if self.labels_topic:
+            self.labels = LabelsLoop(
+                LabelsSettings(
+                    labels_topic=self.labels_topic,
+                    profiles_topic=topics.profiles,
+                    deadletter_topic=topics.deadletter,
+                    group_id=f"{c.kafka.group_id}-labels",
+                    instance_id=c.kafka.instance_id,
+                    window_ms=c.windows.size_ms,
+                    limits=c.limits.decode_limits(),
+                    max_future_skew_ms=c.limits.max_future_skew_ms,
+                    flush_interval_s=self.flush_interval_s,
+                    kafka=kafka,
+                ),
+                self.references,
+                self.metrics,
+                clients=self.clients,
+            )
         evaluator = Evaluator(
             references=self.references,
             policy_for=c.evaluation_policy,
@@ -142,6 +164,12 @@ class Worker:
                 target=self._guard, args=(self.aggregate.run, stop), name="aggregate", daemon=True
             ),
         ]
+        if self.labels is not None:
+            threads.append(
+                threading.Thread(
+                    target=self._guard, args=(self.labels.run, stop), name="labels", daemon=True
+                )
+            )
         for t in threads:
             t.start()
         self.abandoned = self._join(threads, stop)
@@ -161,6 +189,14 @@ class Worker:
                 "group": i.group_id,
                 "transactional_id": self.ingest.producer_id,
                 "topic": (i.profiles_topic, i.deadletter_topic),  # what its transactions write
+                "operation": "WRITE",
+            }
+        if stage == "labels" and self.labels is not None:
+            lb = self.labels.settings
+            return {
+                "group": lb.group_id,
+                "transactional_id": self.labels.producer_id,
+                "topic": (lb.profiles_topic, lb.deadletter_topic),
                 "operation": "WRITE",
             }
         a = self.aggregate.settings

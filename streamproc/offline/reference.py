@@ -27,6 +27,7 @@ from streamproc.offline.errors import InputError
 from streamproc.offline.plan import ColumnPlan, PredictionKind, plan_columns, plan_for_kinds
 from streamproc.offline.progress import Progress
 from streamproc.offline.readers import DataFile
+from streamproc.offline.reference_labels import reference_performance_meta
 
 ROLE_KEYS = ("prediction_col", "label_col", "timestamp_col", "id_col")
 """Metadata keys under which a reference records its role columns."""
@@ -162,6 +163,7 @@ def build_reference(
     id_col: str | None = None,
     progress_stream: TextIO | None = None,
     show_progress: bool | None = None,
+    positive_class: str | None = None,
 ) -> ModelProfile:
     """Reference profile of ``model`` from CSV / Parquet / JSON Lines files.
 
@@ -206,6 +208,9 @@ def build_reference(
     progress = Progress(total, stream=progress_stream, enabled=show_progress)
     feed_files(profile, files, plan, progress=progress)
     feed_joint(profile, files, plan)
+    performance = reference_performance_meta(files, plan, positive_class)
+    if performance is not None:  # --label-col: the baseline of the performance checks
+        profile.metadata.update(performance)
     profile.learn_schema()
     return profile
 

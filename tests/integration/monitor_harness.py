@@ -117,16 +117,25 @@ class RunningWorker:
 
 @contextmanager
 def running_worker(
-    config: MonitorConfig, references: list[ModelProfile], *, partitions: int = 4
+    config: MonitorConfig,
+    references: list[ModelProfile],
+    *,
+    partitions: int = 4,
+    labels_topic: str | None = None,
 ) -> Iterator[RunningWorker]:
+    """A worker on ``config``'s topics; with ``labels_topic`` its labels stage too."""
     create_topic(config.kafka.bootstrap_servers, config.topics.predictions, partitions)
-    worker = Worker(config, ReferenceSet.of(references), serve_metrics=False)
+    worker = Worker(
+        config, ReferenceSet.of(references), serve_metrics=False, labels_topic=labels_topic
+    )
     stop = threading.Event()
     thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
     thread.start()
     try:
         if not worker.ingest.ready.wait(60) or not worker.aggregate.ready.wait(60):
             raise TimeoutError(f"worker did not get its partitions: {worker.errors}")
+        if worker.labels is not None and not worker.labels.ready.wait(60):
+            raise TimeoutError(f"labels stage did not get its partitions: {worker.errors}")
         yield RunningWorker(worker, stop, thread)
     finally:
         stop.set()

@@ -26,6 +26,7 @@ from streamproc.contracts.prediction import (
     parse_timestamp,
 )
 from streamproc.monitor.ingest import LATE_EVENT
+from streamproc.monitor.labels import LABEL_REASONS
 
 T0 = 1714557603.25  # 2024-05-01T10:00:03.250Z
 
@@ -52,8 +53,9 @@ def enc(*records: dict[str, Any]) -> list[bytes]:
 
 def test_reason_codes_match_deadletter_schema() -> None:
     enum = load_schema("deadletter")["properties"]["streamproc.reason"]["enum"]
-    # the decoder's codes, then the one ingest adds after decoding (window lateness)
-    assert tuple(enum) == (*REASON_CODES, LATE_EVENT)
+    # the decoder's codes, then the one ingest adds after decoding (window lateness),
+    # then the labels stage's (no embedded prediction, a repeated label)
+    assert tuple(enum) == (*REASON_CODES, LATE_EVENT, *LABEL_REASONS)
 
 
 def test_schema_examples_decode_without_rejects() -> None:
