@@ -31,8 +31,10 @@ could differ between the two runs without either being wrong."""
 
 
 def _script(start_s: float) -> list[tuple[bytes, bytes]]:
-    """10 s normal, 15 s with two features drifted, 20 s normal (event time)."""
-    phases = [(10, None), (15, DRIFTED), (20, None)]
+    """10 s normal, 15 s with two features drifted, 30 s normal (event time): replay
+    judges closed windows only, and the last window never closes (no later data), so the
+    normal phase holds 3 clean closed windows to resolve with and 2 to spare."""
+    phases = [(10, None), (15, DRIFTED), (30, None)]
     out: list[tuple[bytes, bytes]] = []
     t = start_s
     for i, (seconds, shift) in enumerate(phases):
