@@ -43,6 +43,43 @@ class KafkaClients:
     producer: ProducerFactory = logged_producer
 
 
+def exactly_once_consumer(
+    settings: dict[str, Any], group_id: str, instance_id: str
+) -> dict[str, Any]:
+    """Consumer settings of a consume–produce stage: ``settings`` (the operator's
+    connection and tuning settings) under what exactly-once and replay depend on —
+    manual commits through the transaction, read_committed, earliest for a new group,
+    cooperative rebalancing and static membership with an ``instance_id``."""
+    return {
+        **settings,
+        "group.id": group_id,
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "isolation.level": "read_committed",
+        "partition.assignment.strategy": "cooperative-sticky",
+        **static_membership(instance_id),
+    }
+
+
+def transactional_producer(
+    clients: KafkaClients, settings: dict[str, Any], transactional_id: str
+) -> Producer:
+    """A stage's transactional producer (lz4, 20 ms linger unless ``settings`` say
+    otherwise), fenced in and with its first transaction open."""
+    producer = clients.producer(
+        {
+            "linger.ms": 20,
+            "compression.type": "lz4",
+            **settings,
+            "transactional.id": transactional_id,
+            "message.max.bytes": 32 * 1024 * 1024,
+        }
+    )
+    producer.init_transactions(30)
+    producer.begin_transaction()
+    return producer
+
+
 def close_clients(
     consumer: Consumer | None, *producers: Producer | None, failed: bool = False
 ) -> None:

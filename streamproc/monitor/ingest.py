@@ -42,8 +42,9 @@ from streamproc.monitor.authorization import raise_if_refused
 from streamproc.monitor.clients import (
     KafkaClients,
     close_clients,
+    exactly_once_consumer,
     stage_identity,
-    static_membership,
+    transactional_producer,
 )
 from streamproc.monitor.lag import report_lag
 from streamproc.monitor.metrics import Metrics
@@ -139,30 +140,12 @@ class IngestLoop:
         """Build the consumer and the transactional producer (first transaction open)."""
         s = self.settings
         base = s.kafka
+        # the operator's settings win over the tuning defaults, but not over what
+        # exactly-once and replay depend on
         consumer = self.clients.consumer(
-            {
-                **CONSUMER_DEFAULTS,
-                **base,  # the operator's settings win over the tuning defaults ...
-                # ... but not over what exactly-once and replay depend on:
-                "group.id": s.group_id,
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-                "isolation.level": "read_committed",
-                "partition.assignment.strategy": "cooperative-sticky",
-                **static_membership(s.instance_id),
-            }
+            exactly_once_consumer({**CONSUMER_DEFAULTS, **base}, s.group_id, s.instance_id)
         )
-        producer = self.clients.producer(
-            {
-                "linger.ms": 20,
-                "compression.type": "lz4",
-                **base,
-                "transactional.id": self.producer_id,
-                "message.max.bytes": 32 * 1024 * 1024,
-            }
-        )
-        producer.init_transactions(30)
-        producer.begin_transaction()
+        producer = transactional_producer(self.clients, base, self.producer_id)
         self._consumer, self._producer = consumer, producer
         # Kafka answered: the commit clock starts here (an idle stage commits nothing)
         self.metrics.last_commit_timestamp_seconds.labels("ingest").set_to_current_time()

@@ -46,8 +46,9 @@ from streamproc.monitor.authorization import raise_if_refused
 from streamproc.monitor.clients import (
     KafkaClients,
     close_clients,
+    exactly_once_consumer,
     stage_identity,
-    static_membership,
+    transactional_producer,
 )
 from streamproc.monitor.lag import report_lag
 from streamproc.monitor.metrics import Metrics
@@ -147,28 +148,9 @@ class LabelsLoop:
     def open(self) -> None:
         s = self.settings
         consumer = self.clients.consumer(
-            {
-                "fetch.wait.max.ms": 100,
-                **s.kafka,
-                "group.id": s.group_id,
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-                "isolation.level": "read_committed",
-                "partition.assignment.strategy": "cooperative-sticky",
-                **static_membership(s.instance_id),
-            }
+            exactly_once_consumer({"fetch.wait.max.ms": 100, **s.kafka}, s.group_id, s.instance_id)
         )
-        producer = self.clients.producer(
-            {
-                "linger.ms": 20,
-                "compression.type": "lz4",
-                **s.kafka,
-                "transactional.id": self.producer_id,
-                "message.max.bytes": 32 * 1024 * 1024,
-            }
-        )
-        producer.init_transactions(30)
-        producer.begin_transaction()
+        producer = transactional_producer(self.clients, s.kafka, self.producer_id)
         self._consumer, self._producer = consumer, producer
         self.metrics.last_commit_timestamp_seconds.labels("labels").set_to_current_time()
 
