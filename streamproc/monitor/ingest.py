@@ -212,6 +212,14 @@ class IngestLoop:
         fresh = [tp for tp in partitions if committed.get((tp.topic, tp.partition), -1) < 0]
         if not fresh:
             return
+        # The end offsets are read before the time lookup: a record produced between the
+        # two has a timestamp at or after the instant, so "no record that late" means
+        # "start at the end as it was before the lookup", never at a later end that
+        # would skip it.
+        ends = {
+            (tp.topic, tp.partition): consumer.get_watermark_offsets(tp, timeout=30)[1]
+            for tp in fresh
+        }
         looked_up: dict[tuple[str, int], int] = {}
         when = start.timestamp_ms(int(time.time() * 1000))
         if when is not None:
@@ -225,7 +233,7 @@ class IngestLoop:
             offset = choose_offset(committed.get(key, -1), looked_up.get(key), start)
             if offset is not None:
                 if offset == OFFSET_END:  # a concrete offset, so a rewind returns here
-                    offset = consumer.get_watermark_offsets(tp, timeout=30)[1]
+                    offset = ends[key]
                 tp.offset = offset
                 if committed.get(key, -1) < 0:
                     self._first_offsets[key] = offset  # where a rewind returns to

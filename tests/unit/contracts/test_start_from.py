@@ -146,3 +146,26 @@ def test_on_assign_leaves_a_fully_committed_group_alone() -> None:
     consumer = FakeConsumer(committed={0: 5, 1: 0}, by_time={})
     loop(StartFrom("latest"))._on_assign(consumer, [TopicPartition("p", 0), TopicPartition("p", 1)])  # type: ignore[arg-type]
     assert consumer.assigned is None and consumer.queries == []
+
+
+class GrowingConsumer(FakeConsumer):
+    """A partition that receives a record while the first start is being placed: its end
+    is 77 until the time lookup has answered, 78 after."""
+
+    def offsets_for_times(
+        self, partitions: list[TopicPartition], timeout: float
+    ) -> list[TopicPartition]:
+        answer = super().offsets_for_times(partitions, timeout)
+        self.grown = True
+        return answer
+
+    def get_watermark_offsets(self, tp: TopicPartition, timeout: float) -> tuple[int, int]:
+        return 0, 78 if getattr(self, "grown", False) else 77
+
+
+def test_a_record_arriving_during_the_lookup_is_not_skipped() -> None:
+    # the lookup saw nothing at or after the instant, then record 77 arrived (its
+    # timestamp is later than the instant): the start is 77, not the end after it
+    consumer = GrowingConsumer(committed={}, by_time={0: -1})
+    loop(StartFrom("time", 1_000))._on_assign(consumer, [TopicPartition("p", 0)])  # type: ignore[arg-type]
+    assert consumer.assigned == [(0, 77)]
