@@ -58,6 +58,7 @@ from streamproc.contracts.mapping_config import IDENTITY, compile_mapping, is_id
 from streamproc.contracts.start_from import DEFAULT_START_FROM, StartFrom, parse_start_from
 from streamproc.core.thresholds import DEFAULT_THRESHOLDS
 from streamproc.errors import UsageError
+from streamproc.labels.join import JoinPolicy
 
 ENV_PREFIX: Final = "STREAMPROC_"
 KAFKA_ENV_PREFIX: Final = "STREAMPROC_KAFKA_"
@@ -88,6 +89,7 @@ def _seconds_field(default_s: float) -> Any:
 _EVALUATION: Final = EvaluationPolicy()
 _SERVICE: Final = ServicePolicy()
 _LIFECYCLE: Final = LifecyclePolicy()
+_JOIN: Final = JoinPolicy()
 
 
 @dataclass(frozen=True)
@@ -170,6 +172,43 @@ class FreshnessConfig:
     """Alert when p95 of (ingest time − Kafka append time) exceeds this."""
     data_lag_ms: int = _seconds_field(_EVALUATION.data_lag_p95_s)
     """Alert when p95 of (event time − features_as_of) exceeds this (stale features)."""
+
+
+@dataclass(frozen=True)
+class JoinConfig:
+    """The label join (``streamproc worker --labels-topic``; see
+    streamproc/labels/join.py for the rules); defaults: :class:`JoinPolicy`."""
+
+    horizon_ms: int = _duration_field(_JOIN.horizon_ms)
+    """Label horizon: how long (event time) a prediction waits for its label."""
+    grace_ms: int = _duration_field(_JOIN.grace_ms)
+    """How long (event time) a label waits for a prediction that has not come yet."""
+    budget: int = _JOIN.budget
+    """Pending predictions per join partition before the join samples request ids."""
+    sample_rate: float = _JOIN.sample_rate
+    """Share of request ids joined from the start (1: all)."""
+    state_dir: str = ""
+    """Where the join keeps its RocksDB stores (rebuilt from the changelog topic at
+    every start); empty: a directory under the system's temporary directory."""
+    mode: str = "stateful"
+    """``stateful``: labels meet stored predictions by request id; ``stateless``: label
+    events carry the prediction they judge (no store, no internal topics)."""
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("stateful", "stateless"):
+            raise ConfigError(f"bad [join] mode {self.mode!r}: stateful or stateless")
+        try:
+            self.policy()
+        except ValueError as exc:
+            raise ConfigError(f"bad [join]: {exc}") from None
+
+    def policy(self) -> JoinPolicy:
+        return JoinPolicy(
+            horizon_ms=self.horizon_ms,
+            grace_ms=self.grace_ms,
+            budget=self.budget,
+            sample_rate=self.sample_rate,
+        )
 
 
 @dataclass(frozen=True)
@@ -361,6 +400,7 @@ class MonitorConfig:
     thresholds: ThresholdsConfig = field(default_factory=ThresholdsConfig)
     freshness: FreshnessConfig = field(default_factory=FreshnessConfig)
     joint_drift: JointDriftConfig = field(default_factory=JointDriftConfig)
+    join: JoinConfig = field(default_factory=JoinConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     mapping: MappingConfig = field(default_factory=MappingConfig)
     service: ServiceConfig = field(default_factory=ServiceConfig)
@@ -595,6 +635,7 @@ _SECTIONS: Final[dict[str, type[Any]]] = {
     "lifecycle": LifecycleConfig,
     "freshness": FreshnessConfig,
     "joint_drift": JointDriftConfig,
+    "join": JoinConfig,
     "limits": LimitsConfig,
     "mapping": MappingConfig,
     "service": ServiceConfig,

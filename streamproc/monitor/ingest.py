@@ -38,6 +38,7 @@ from streamproc.contracts.mapped_decode import Mapped, map_records, timestamps_m
 from streamproc.contracts.mapping import RecordMapping
 from streamproc.contracts.prediction import DecodeResult, PredictionBatch, decode_predictions
 from streamproc.contracts.start_from import StartFrom, choose_offset
+from streamproc.labels.repartition import encode_predictions
 from streamproc.monitor.authorization import raise_if_refused
 from streamproc.monitor.clients import (
     KafkaClients,
@@ -101,6 +102,10 @@ class IngestSettings:
     """Where the envelope fields come from (``[mapping]``); None: records are envelopes."""
     start_from: StartFrom = field(default_factory=lambda: StartFrom("earliest"))
     """Where partitions without a committed offset start (``[kafka] start_from``)."""
+    join_topic: str | None = None
+    """The label join's predictions repartition topic (a labels topic is configured):
+    every accepted prediction with a request id is written there too, in the same
+    transaction (:mod:`streamproc.labels.repartition`)."""
 
 
 class IngestLoop:
@@ -301,6 +306,7 @@ class IngestLoop:
                 limits=s.limits,
                 max_event_ms=max_event_ms,
                 window_ms=s.window_ms,
+                keep_request_ids=s.join_topic is not None,
             )
         if isinstance(result, FastPathDeclined):
             self.metrics.fast_path_declined_total.labels(result.reason).inc()
@@ -310,6 +316,7 @@ class IngestLoop:
                 limits=s.limits,
                 max_event_ms=max_event_ms,
                 window_ms=s.window_ms,
+                keep_request_ids=s.join_topic is not None,
             )
         if mapped is not None:  # rows and rejects back at their positions in `good`
             result = mapped.restore(result)
@@ -364,6 +371,9 @@ class IngestLoop:
                 buf = self._buffers[key] = WindowBuffer(model, version, window_start, window_end)
             buf.add(BufferedChunk(batch, append_s[batch.indices], received), rows_p, rows_o)
             self.metrics.events_total.labels(model).inc(batch.n)
+            if s.join_topic is not None:  # to the label join, keyed by request id
+                for join_key, value in encode_predictions(batch):
+                    self._produce(s.join_topic, join_key, value)
         for source, chunks in accepted.items():
             self.watermarks.advance(source, np.concatenate(chunks))
         self.metrics.ingest_batch_seconds.observe(time.perf_counter() - began)

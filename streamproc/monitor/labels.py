@@ -1,5 +1,5 @@
-"""The labels stage (stateless mode): label events that carry their prediction → window
-performance deltas.
+"""The labels stage: label events → the label join (stateful mode), or → window
+performance deltas from the predictions they embed (stateless mode).
 
 One :class:`LabelsLoop` per worker, when a labels topic is configured. It consumes the
 labels topic (group ``<group>-labels``, read_committed), decodes label events
@@ -13,9 +13,13 @@ profiles topic, keyed by model (so it lands on the aggregate partition that owns
 model's windows), in one Kafka transaction with the dead-letters and the consumed
 offsets — exactly as ingest does with profile deltas.
 
-Dead-lettered once, with a reason: decoder rejects (the prediction log's codes), label
-events without an embedded prediction (``no_prediction``: the stateful join against
-stored predictions, :mod:`streamproc.labels`, is not wired in yet), and repeated
+With the label join (``[join] mode = "stateful"``, the default) every decoded label
+event goes to it (:mod:`streamproc.monitor.join_stage`) through its labels repartition
+topic, in the same transaction, and is matched against the stored prediction there.
+In stateless mode, events without an embedded prediction are dead-lettered
+(``no_prediction``).
+
+Dead-lettered once, with a reason: decoder rejects (the prediction log's codes), and repeated
 (model, request_id) pairs (``duplicate_label``: the first label counts). Duplicates are
 recognised within one worker's memory (the committed first copies of the last
 ``dedupe_capacity`` label events); a duplicate of a label committed before a restart, or
@@ -42,6 +46,7 @@ from streamproc.core.model_profile import ModelProfile
 from streamproc.core.performance import ClassificationPerformance
 from streamproc.core.reference_performance import ReferencePerformance
 from streamproc.core.regression_performance import RegressionPerformance
+from streamproc.labels.repartition import encode_label
 from streamproc.monitor.authorization import raise_if_refused
 from streamproc.monitor.clients import (
     KafkaClients,
@@ -90,6 +95,10 @@ class LabelsSettings:
     dedupe_capacity: int = 1_000_000
     """How many (model, request_id) pairs of committed labels are remembered (≈100 B each)."""
     kafka: dict[str, str] = field(default_factory=dict)
+    join_topic: str | None = None
+    """The label join's labels repartition topic (``[join] mode = "stateful"``): every
+    decoded label event goes there, in the same transaction, and the join counts it
+    against its stored prediction; None: stateless mode (embedded predictions only)."""
 
 
 @dataclass
@@ -240,8 +249,16 @@ class LabelsLoop:
         for row in range(batch.n):
             msg = good[int(batch.positions[row])]
             model = batch.models[row]
+            join_topic = self.settings.join_topic
+            if join_topic is not None:  # the join counts or dead-letters it, once
+                key, value = encode_label(
+                    model, batch.request_ids[row], int(batch.label_ms[row]), batch.labels[row]
+                )
+                self._produce(join_topic, key, value, None)
+                self.metrics.labels_forwarded_total.inc()
+                continue
             if not batch.has_prediction[row]:
-                detail = "label event without an embedded prediction (stateful join not built)"
+                detail = "label event without an embedded prediction ([join] mode = stateless)"
                 self._dead_letter(msg, NO_PREDICTION, detail)
                 continue
             seen = hash((model, batch.request_ids[row]))

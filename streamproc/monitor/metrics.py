@@ -32,6 +32,12 @@ class Metrics(NamedTuple):
     performance_deltas_published_total: Counter
     performance_deltas_applied_total: Counter
     performance_deltas_duplicate_total: Counter
+    join_events_total: Counter
+    labels_forwarded_total: Counter
+    join_pending: Gauge
+    join_waiting_labels: Gauge
+    join_sample_rate: Gauge
+    join_restore_seconds: Gauge
     truncated_values_total: Counter
     future_features_as_of_total: Counter
     ingest_batch_seconds: Histogram
@@ -112,6 +118,40 @@ def create(registry: CollectorRegistry | None = None, prefix: str = PREFIX) -> M
         performance_deltas_duplicate_total=Counter(
             name("performance_deltas_duplicate"),
             "Performance deltas skipped as already applied (or past retention)",
+            registry=reg,
+        ),
+        join_events_total=Counter(
+            name("join_events"),
+            "Label-join outcomes other than a match (a match counts in streamproc_labels_total; "
+            "an unmatched label is dead-lettered): duplicate_label, correction, "
+            "duplicate_prediction, late_prediction, sampled_out_prediction, "
+            "sampled_out_label, expired_unlabeled, swept",
+            ["outcome"],
+            registry=reg,
+        ),
+        labels_forwarded_total=Counter(
+            name("labels_forwarded"),
+            "Label events without an embedded prediction sent to the label join",
+            registry=reg,
+        ),
+        join_pending=Gauge(
+            name("join_pending_predictions"),
+            "Predictions held by this worker's label join, waiting for (or holding) a label",
+            registry=reg,
+        ),
+        join_waiting_labels=Gauge(
+            name("join_waiting_labels"),
+            "Labels held by this worker's label join, waiting for their prediction (grace)",
+            registry=reg,
+        ),
+        join_sample_rate=Gauge(
+            name("join_sample_rate"),
+            "Share of request ids the label join keeps (lowest over its partitions; 1 = all)",
+            registry=reg,
+        ),
+        join_restore_seconds=Gauge(
+            name("join_restore_seconds"),
+            "Seconds the last rebuild of the label join's store from its changelog took",
             registry=reg,
         ),
         truncated_values_total=Counter(

@@ -51,6 +51,24 @@ def owned_topics(
     ]
 
 
+def join_topics(
+    predictions: str, labels: str, changelog: str, partitions: int = 4
+) -> list[TopicSpec]:
+    """The label join's topics: both repartition topics with one partition count (a
+    prediction and its label meet on one partition number), kept 7 days (a restarted
+    join resumes from its committed offsets); the changelog of its stores compacted."""
+    keep = {"retention.ms": str(7 * DAY_MS)}
+    return [
+        TopicSpec(predictions, partitions, keep),
+        TopicSpec(labels, partitions, keep),
+        TopicSpec(
+            changelog,
+            partitions,
+            {"cleanup.policy": "compact", "segment.ms": str(3_600_000)},
+        ),
+    ]
+
+
 def ensure_topics(admin: AdminClient, specs: list[TopicSpec], timeout_s: float = 30) -> list[str]:
     """Create the missing topics with the broker's default replication factor; returns
     the names created. Existing ones are left as they are (the operator's choice)."""

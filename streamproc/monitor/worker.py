@@ -8,11 +8,15 @@ and nothing is lost: offsets are committed only with the work they paid for).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
+import tempfile
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka.admin import AdminClient
@@ -26,15 +30,25 @@ from streamproc.monitor.authorization import RefusalWatch, await_admission, refu
 from streamproc.monitor.clients import KafkaClients
 from streamproc.monitor.evaluator import Evaluator
 from streamproc.monitor.ingest import IngestLoop, IngestSettings
+from streamproc.monitor.join_stage import JoinLoop, JoinSettings, join_topic_names
 from streamproc.monitor.labels import LabelsLoop, LabelsSettings
 from streamproc.monitor.references import ReferenceSet
-from streamproc.monitor.topics import ensure_topics, owned_topics
+from streamproc.monitor.topics import ensure_topics, join_topics, owned_topics
 
 log = logging.getLogger(__name__)
 
 
 def state_topic_name(profiles_topic: str) -> str:
     return f"{profiles_topic}-state"
+
+
+def join_state_dir(config: MonitorConfig) -> Path:
+    """``[join] state_dir``, else a directory of this worker under the system's temporary
+    one (the stores are rebuilt from their changelog at every start either way)."""
+    if config.join.state_dir:
+        return Path(config.join.state_dir).expanduser()
+    who = config.kafka.instance_id or str(os.getpid())
+    return Path(tempfile.gettempdir()) / "streamproc-join" / f"{config.kafka.group_id}-{who}"
 
 
 @dataclass
@@ -84,6 +98,32 @@ class Worker:
             clients=self.clients,
         )
         self.labels: LabelsLoop | None = None
+        self.join: JoinLoop | None = None
+        join_predictions, join_labels, join_changelog = join_topic_names(topics.profiles)
+        if self.labels_topic and c.join.mode == "stateful":
+            self.join = JoinLoop(
+                JoinSettings(
+                    predictions_topic=join_predictions,
+                    labels_topic=join_labels,
+                    changelog_topic=join_changelog,
+                    profiles_topic=topics.profiles,
+                    deadletter_topic=topics.deadletter,
+                    source_labels_topic=self.labels_topic,
+                    group_id=f"{c.kafka.group_id}-join",
+                    window_ms=c.windows.size_ms,
+                    state_dir=join_state_dir(c),
+                    policy=c.join.policy(),
+                    instance_id=c.kafka.instance_id,
+                    flush_interval_s=self.flush_interval_s,
+                    kafka=kafka,
+                ),
+                self.references,
+                self.metrics,
+                clients=self.clients,
+            )
+            self.ingest.settings = dataclasses.replace(
+                self.ingest.settings, join_topic=join_predictions
+            )
         if self.labels_topic:
             self.labels = LabelsLoop(
                 LabelsSettings(
@@ -97,6 +137,7 @@ class Worker:
                     max_future_skew_ms=c.limits.max_future_skew_ms,
                     flush_interval_s=self.flush_interval_s,
                     kafka=kafka,
+                    join_topic=join_labels if self.join is not None else None,
                 ),
                 self.references,
                 self.metrics,
@@ -138,15 +179,15 @@ class Worker:
         settings["error_cb"] = watch
         admin = AdminClient(settings)
         await_admission(admin, watch)
-        return ensure_topics(
-            admin,
-            owned_topics(
-                profiles=c.topics.profiles,
-                state=state_topic_name(c.topics.profiles),
-                alerts=c.topics.alerts,
-                deadletter=c.topics.deadletter,
-            ),
+        specs = owned_topics(
+            profiles=c.topics.profiles,
+            state=state_topic_name(c.topics.profiles),
+            alerts=c.topics.alerts,
+            deadletter=c.topics.deadletter,
         )
+        if self.join is not None:
+            specs += join_topics(*join_topic_names(c.topics.profiles))
+        return ensure_topics(admin, specs)
 
     def run(self, stop: threading.Event) -> None:
         """Run both stages until ``stop`` is set or one of them fails (then re-raise)."""
@@ -164,12 +205,13 @@ class Worker:
                 target=self._guard, args=(self.aggregate.run, stop), name="aggregate", daemon=True
             ),
         ]
-        if self.labels is not None:
-            threads.append(
-                threading.Thread(
-                    target=self._guard, args=(self.labels.run, stop), name="labels", daemon=True
+        for name, stage in (("labels", self.labels), ("join", self.join)):
+            if stage is not None:
+                threads.append(
+                    threading.Thread(
+                        target=self._guard, args=(stage.run, stop), name=name, daemon=True
+                    )
                 )
-            )
         for t in threads:
             t.start()
         self.abandoned = self._join(threads, stop)
@@ -197,6 +239,14 @@ class Worker:
                 "group": lb.group_id,
                 "transactional_id": self.labels.producer_id,
                 "topic": (lb.profiles_topic, lb.deadletter_topic),
+                "operation": "WRITE",
+            }
+        if stage == "join" and self.join is not None:
+            j = self.join.settings
+            return {
+                "group": j.group_id,
+                "transactional_id": self.join.producer_id,
+                "topic": (j.changelog_topic, j.profiles_topic, j.deadletter_topic),
                 "operation": "WRITE",
             }
         a = self.aggregate.settings

@@ -88,7 +88,7 @@ def test_realized_performance_equals_sklearn_and_concept_drift_alerts(
     bootstrap_servers: str, unique_topic: Callable[[str], str]
 ) -> None:
     prefix = unique_topic("labels")
-    config = monitor_config(bootstrap_servers, prefix)
+    config = monitor_config(bootstrap_servers, prefix, join={"mode": "stateless"})
     labels_topic = f"{prefix}.labels"
     create_topic(bootstrap_servers, labels_topic, 3)
     rng = np.random.default_rng(5)

@@ -28,12 +28,12 @@ LAYERS: Final[dict[str, int]] = {
     "core": 1,  # pure statistics: profiles, sketches, drift, the ops profile layout
     "contracts": 2,  # wire formats: prediction log, framing, JSON schemas
     "checks": 3,  # window checks, policies, alert lifecycle
+    "labels": 3,  # the label join: pending-prediction store, join state machine, repartition
     "config": 4,  # MonitorConfig: TOML/env → policies
     "monitor": 5,  # the streaming worker
     "alerting": 5,  # the Alertmanager forwarder
     "offline": 5,  # batch profiles and drift reports
     "broker": 5,  # the local Kafka broker
-    "labels": 5,  # the label join: pending-prediction store and join state machine
     "demo": 6,
     "cli": 7,  # argparse front end (incl. the config flags)
     "__main__": 8,  # python -m streamproc
