@@ -124,6 +124,7 @@ _VERB: Final = {
     "performance_drop": "performs worse than its reference (labels)",
     "calibration_drift": "is less well calibrated than its reference",
     "label_drift": "sees a shifted class prior (label drift)",
+    "estimated_performance_drop": "is estimated to perform worse than its reference (CBPE)",
 }
 _RESOLVED_VERB: Final = {
     "feature_drift": "no longer drifts",
@@ -146,6 +147,7 @@ _RESOLVED_VERB: Final = {
     "performance_drop": "performance is back to its reference",
     "calibration_drift": "calibration is back to normal",
     "label_drift": "class prior is back to normal",
+    "estimated_performance_drop": "estimated performance is back to its reference",
 }
 _ABBREVIATIONS: Final = {"psi": "PSI", "ks": "KS", "js": "JS", "jsd": "JSD", "kl": "KL"}
 

@@ -28,6 +28,7 @@ JOINT_DRIFT: Final = "joint_drift"
 PERFORMANCE_DROP: Final = "performance_drop"
 CALIBRATION_DRIFT: Final = "calibration_drift"
 LABEL_DRIFT: Final = "label_drift"
+ESTIMATED_PERFORMANCE_DROP: Final = "estimated_performance_drop"
 
 CHECK_NAMES: Final = (
     FEATURE_DRIFT,
@@ -50,6 +51,7 @@ CHECK_NAMES: Final = (
     PERFORMANCE_DROP,
     CALIBRATION_DRIFT,
     LABEL_DRIFT,
+    ESTIMATED_PERFORMANCE_DROP,
 )
 """Every check; each has a section in docs/RUNBOOK.md whose anchor is the name with
 ``_`` replaced by ``-`` (e.g. ``#feature-drift``)."""

@@ -10,6 +10,7 @@ features count their values exactly per PSI bin (docs/STATISTICS.md).
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +21,7 @@ import pyarrow.compute as pc
 
 from streamproc.core import codec
 from streamproc.core.categories import DEFAULT_MAX_CATEGORIES
+from streamproc.core.cbpe import ScoreDistribution
 from streamproc.core.comoments import (
     JOINT_BUCKETS,
     JointMoments,
@@ -103,6 +105,9 @@ class ModelProfile:
     max_categories: int = DEFAULT_MAX_CATEGORIES
     label_kind: FeatureKind = FeatureKind.CATEGORICAL
     joint: JointMoments | None = None  # co-moments of numeric features (joint drift)
+    scores: ScoreDistribution | None = None
+    """Scores per fine bin by predicted class, for estimated performance (CBPE) before
+    labels; kept when the window was made for a reference with a calibration map."""
 
     @classmethod
     def new(
@@ -120,6 +125,7 @@ class ModelProfile:
         joint_features: Sequence[str] | None = None,
         joint_parts: int | None = None,
         joint_bounds: Mapping[str, tuple[float, float]] | None = None,
+        score_task: tuple[str, float] | None = None,
     ) -> ModelProfile:
         """An empty profile with one FeatureProfile per declared feature.
 
@@ -141,6 +147,9 @@ class ModelProfile:
         values clipped to ``joint_bounds`` (a window: ``reference.joint_bounds()``, so
         both sides hold moments of the same winsorized values; a feature without bounds
         there is not clipped; None: no clipping).
+
+        ``score_task`` (positive class, threshold): keep the scores' distribution by
+        predicted class (:class:`~streamproc.core.cbpe.ScoreDistribution`), for CBPE.
         """
         meta = dict(metadata or {})
         if created_at is not None:
@@ -173,6 +182,7 @@ class ModelProfile:
                 if len(numeric) > 1
                 else None
             ),
+            scores=None if score_task is None else ScoreDistribution(*score_task),
         )
 
     @classmethod
@@ -292,6 +302,9 @@ class ModelProfile:
             self.joint.update(columns, n)
         if predictions is not None:
             self._special("prediction", FeatureKind.NUMERIC).update(predictions)
+            if self.scores is not None:
+                values = np.ma.filled(np.ma.asarray(predictions, dtype=np.float64), np.nan)
+                self.scores.update(values, predicted_labels)
         if predicted_labels is not None:
             self._special("predicted_label", self.label_kind).update(predicted_labels)
         if latency_ms is not None:
@@ -348,6 +361,7 @@ class ModelProfile:
             max_categories=min(self.max_categories, other.max_categories),
             label_kind=self.label_kind,
             joint=merge_joint(self.joint, self.row_count, other.joint, other.row_count),
+            scores=_merge_scores(self.scores, other.scores),
         )
 
     def joint_features(self) -> tuple[str, ...]:
@@ -383,6 +397,8 @@ class ModelProfile:
         }
         if self.joint is not None:  # a key older readers ignore
             meta["joint"] = self.joint.to_meta()
+        if self.scores is not None:  # likewise
+            meta["scores"] = base64.b64encode(self.scores.to_bytes()).decode()
         return codec.pack(codec.MAGIC_MODEL, meta, blobs)
 
     def serialized_size(self) -> int:
@@ -413,6 +429,11 @@ class ModelProfile:
                 max_categories=int(meta["max_categories"]),
                 label_kind=FeatureKind(meta["label_kind"]),
                 joint=JointMoments.from_meta(meta["joint"]) if meta.get("joint") else None,
+                scores=(
+                    ScoreDistribution.from_bytes(base64.b64decode(meta["scores"]))
+                    if meta.get("scores")
+                    else None
+                ),
             )
         except ProfileFormatError as exc:
             raise ProfileFormatError(f"model profile: {exc}") from exc
@@ -429,9 +450,29 @@ class ModelProfile:
             and self.features == other.features
             and all(getattr(self, s) == getattr(other, s) for s in _SPECIAL)
             and self.joint == other.joint
+            and _same_scores(self.scores, other.scores)
         )
 
     __hash__ = None  # type: ignore[assignment]
+
+
+def _merge_scores(
+    a: ScoreDistribution | None, b: ScoreDistribution | None
+) -> ScoreDistribution | None:
+    """Both sides' score counts; one side's alone when the other kept none, or when the
+    tasks differ (a reference rebuilt with another positive class: the newer, ``b``)."""
+    if a is None or b is None:
+        return a if b is None else ScoreDistribution.from_bytes(b.to_bytes())
+    try:
+        return a.merge(b)
+    except ValueError:
+        return ScoreDistribution.from_bytes(b.to_bytes())
+
+
+def _same_scores(a: ScoreDistribution | None, b: ScoreDistribution | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return a.to_bytes() == b.to_bytes()
 
 
 def _bounds(

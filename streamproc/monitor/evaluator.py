@@ -44,12 +44,18 @@ from streamproc.core.ops import DATA_LAG, ERROR, FALLBACK, PIPELINE_LAG, PROCESS
 from streamproc.monitor.metrics import Metrics
 from streamproc.monitor.model_gauges import (
     CLOCK_GROUP,
+    ESTIMATED_GROUP,
     PERFORMANCE_GROUP,
     VERSIONS_GROUP,
     WINDOW_GROUP,
     SeriesBuilder,
 )
-from streamproc.monitor.performance_eval import performance_results, performance_series
+from streamproc.monitor.performance_eval import (
+    estimated_results,
+    estimated_series,
+    performance_results,
+    performance_series,
+)
 from streamproc.monitor.references import ReferenceSet
 from streamproc.monitor.state import AggregateState, ModelKey, WindowKey, WindowState
 
@@ -94,11 +100,15 @@ class Evaluator:
         if replaying != policy.skip_wall_clock_lags:
             policy = _with_skip(policy, replaying)
         results: list[CheckResult] = []
+        estimated: SeriesBuilder | None = None
         for window in state.newly_closed(mkey):
             if window.profile.row_count == 0:  # labels only (their predictions never came)
                 window.final = True
                 state.dirty.add(window.key)
                 continue
+            # estimated performance (CBPE) of the closed window, before its labels
+            results += estimated_results(window, reference, self.performance_for(mkey[0]))
+            estimated = estimated_series(window, reference)
             results += evaluate_window(
                 reference,
                 window.profile,
@@ -122,6 +132,8 @@ class Evaluator:
             results += self._volume(state, mkey, window)
             window.final = True
             state.dirty.add(window.key)
+        if estimated is not None and estimated.series:
+            self.metrics.model_gauges.replace(mkey, ESTIMATED_GROUP, estimated.series)
         newest = state.clocks[mkey].newest_event_ms
         open_window = state.open_window(mkey)
         if open_window is not None:

@@ -74,8 +74,14 @@ GAUGES: tuple[GaugeSpec, ...] = (
     ),
     GaugeSpec(
         "performance",
-        "Performance of the latest window with labels: realized, and the reference's",
+        "Performance: realized (latest window with labels), estimated before labels (CBPE, "
+        "latest closed window), and the reference's",
         ("model", "version", "metric", "kind"),
+    ),
+    GaugeSpec(
+        "performance_estimation_error",
+        "Estimated minus realized metric of the latest closed window with both (CBPE)",
+        ("model", "version", "metric"),
     ),
     GaugeSpec(
         "label_coverage_ratio",
@@ -166,5 +172,7 @@ CLOCK_GROUP = "clock"
 """Staleness and replay mode, replaced on every staleness tick."""
 PERFORMANCE_GROUP = "performance"
 """Performance and label coverage of the latest window with labels."""
+ESTIMATED_GROUP = "estimated"
+"""Estimated performance (CBPE) of the latest closed window with scores."""
 VERSIONS_GROUP = "versions"
 """Serving versions of a model (owner: ``ModelKey(model, "")``)."""

@@ -17,10 +17,18 @@ from streamproc.checks.performance_checks import (
     PerformanceFinding,
     PerformancePolicy,
     calibration_drift,
+    estimated_drop,
     label_drift,
     realized_drop,
 )
-from streamproc.checks.result import CALIBRATION_DRIFT, LABEL_DRIFT, PERFORMANCE_DROP, CheckResult
+from streamproc.checks.result import (
+    CALIBRATION_DRIFT,
+    ESTIMATED_PERFORMANCE_DROP,
+    LABEL_DRIFT,
+    PERFORMANCE_DROP,
+    CheckResult,
+)
+from streamproc.core.cbpe import Estimate, estimate
 from streamproc.core.errors import ProfileFormatError
 from streamproc.core.model_profile import ModelProfile
 from streamproc.core.performance import ClassificationPerformance
@@ -29,6 +37,7 @@ from streamproc.monitor.model_gauges import SeriesBuilder
 from streamproc.monitor.state import WindowState
 
 _CHECK = {"performance": PERFORMANCE_DROP, "calibration": CALIBRATION_DRIFT}
+_ESTIMATED = ("accuracy", "precision", "recall", "f1", "roc_auc")
 _SKIPPED = frozenset({"n", "n_scored", "roc_auc_error_bound"})
 
 
@@ -65,12 +74,63 @@ def performance_results(
     return [_result(f, threshold, window, ref.perf.n) for f, threshold in findings]
 
 
+def window_estimate(window: WindowState, reference: ModelProfile) -> Estimate | None:
+    """CBPE of a window's scores under the reference's calibration map (None: the
+    reference has none, or the window kept no scores)."""
+    ref, dist = reference_performance(reference), window.profile.scores
+    if ref is None or ref.calibration is None or dist is None or dist.n == 0:
+        return None
+    return estimate(dist, ref.calibration)
+
+
+def estimated_results(
+    window: WindowState, reference: ModelProfile, policy: PerformancePolicy
+) -> list[CheckResult]:
+    """The estimated primary metric's drop of one window (CBPE; before labels)."""
+    est, ref = window_estimate(window, reference), reference_performance(reference)
+    if est is None or ref is None:
+        return []
+    drop = estimated_drop(est, ref.metrics, policy)
+    if drop is None:
+        return []
+    return [_result(drop, policy.drop_warning, window, ref.perf.n, ESTIMATED_PERFORMANCE_DROP)]
+
+
+def estimated_series(
+    window: WindowState, reference: ModelProfile, *, errors_only: bool = False
+) -> SeriesBuilder:
+    """Gauges of one window's estimate: ``performance{kind="estimated"}`` (unless
+    ``errors_only``) and, once it has labels, ``performance_estimation_error``
+    (estimated − realized)."""
+    g = SeriesBuilder()
+    est = window_estimate(window, reference)
+    if est is None:
+        return g
+    model, version = window.model, window.model_version
+    realized = window.performance.metrics() if window.performance is not None else {}
+    for metric in _ESTIMATED:
+        value = getattr(est, metric)
+        if value is None or not math.isfinite(value):
+            continue
+        if not errors_only:
+            g.set("performance", (model, version, metric, "estimated"), value)
+        actual = realized.get(metric)
+        if actual is not None and math.isfinite(actual):
+            g.set("performance_estimation_error", (model, version, metric), value - actual)
+    return g
+
+
 def _result(
-    finding: PerformanceFinding, threshold: float, window: WindowState, n_reference: int
+    finding: PerformanceFinding,
+    threshold: float,
+    window: WindowState,
+    n_reference: int,
+    check: str | None = None,
 ) -> CheckResult:
-    check = _CHECK.get(finding.check, LABEL_DRIFT)
+    check = check or _CHECK.get(finding.check, LABEL_DRIFT)
     statistic = {
         PERFORMANCE_DROP: f"{finding.metric}_drop",
+        ESTIMATED_PERFORMANCE_DROP: f"estimated_{finding.metric}_drop",
         CALIBRATION_DRIFT: "brier_increase",
         LABEL_DRIFT: "class_prior_psi",
     }[check]
@@ -104,8 +164,9 @@ def _result(
 
 
 def performance_series(window: WindowState, reference: ModelProfile) -> SeriesBuilder:
-    """Gauges of one window: realized metrics, the reference's, and label coverage."""
-    g = SeriesBuilder()
+    """Gauges of one window: realized metrics, the reference's, label coverage, and how
+    far its estimate (CBPE) was from the realized values."""
+    g = estimated_series(window, reference, errors_only=True)
     perf = window.performance
     if perf is None:
         return g

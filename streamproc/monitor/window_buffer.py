@@ -20,8 +20,11 @@ import pyarrow as pa
 from streamproc.contracts.limits import cap_category
 from streamproc.contracts.prediction import PredictionBatch, typed_columns
 from streamproc.core import ops
+from streamproc.core.errors import ProfileFormatError
 from streamproc.core.feature_profile import WINDOW_K
 from streamproc.core.model_profile import ModelProfile
+from streamproc.core.performance import ClassificationPerformance
+from streamproc.core.reference_performance import ReferencePerformance
 from streamproc.monitor.delta import ProfileDelta
 
 
@@ -196,6 +199,32 @@ def _event_list(counts: dict[str, int]) -> np.ndarray:
     return np.repeat(np.array(list(counts), dtype=object), list(counts.values()))
 
 
+_SCORE_TASKS: dict[int, tuple[ModelProfile, tuple[str, float] | None]] = {}
+
+
+def score_task(reference: ModelProfile) -> tuple[str, float] | None:
+    """(positive class, threshold) when ``reference`` holds a calibration map (binary
+    classification with scores, ``reference build --label-col``): windows then keep
+    their score distribution for estimated performance. Memoized per reference."""
+    hit = _SCORE_TASKS.get(id(reference))
+    if hit is not None and hit[0] is reference:
+        return hit[1]
+    task = None
+    try:
+        ref = ReferencePerformance.from_metadata(reference.metadata)
+    except ProfileFormatError:
+        ref = None
+    if (
+        ref is not None
+        and ref.calibration is not None
+        and isinstance(ref.perf, ClassificationPerformance)
+        and ref.perf.positive is not None
+    ):
+        task = (str(ref.perf.positive), float(ref.perf.threshold))
+    _SCORE_TASKS[id(reference)] = (reference, task)
+    return task
+
+
 def _new_profiles(buf: WindowBuffer, reference: ModelProfile) -> tuple[ModelProfile, ModelProfile]:
     """Empty (feature, ops) profiles of a delta of ``buf`` against ``reference``."""
     profile = ModelProfile.new(
@@ -209,6 +238,7 @@ def _new_profiles(buf: WindowBuffer, reference: ModelProfile) -> tuple[ModelProf
         bin_edges=reference.psi_edges(),  # exact PSI bin counts; memoized on the reference
         joint_features=reference.joint_features(),  # co-moments of the same features
         joint_bounds=reference.joint_bounds(),  # clipped at the reference's fences
+        score_task=score_task(reference),  # score counts for CBPE, if it can estimate
     )  # no created_at: deltas must merge and compare by content
     return profile, ops.new_ops_profile(buf.model, buf.model_version)
 

@@ -16,8 +16,11 @@ from typing import Any
 import numpy as np
 import orjson
 import pytest
+from sklearn.isotonic import IsotonicRegression
+from sklearn.metrics import accuracy_score
 
 from streamproc.contracts.framing import REASON, SOURCE_TOPIC
+from streamproc.monitor.performance_eval import window_estimate
 from streamproc.monitor.state import WindowState
 from tests.integration.monitor_harness import Feed, monitor_config, running_worker, wait_until
 from tests.integration.test_labels import _reference, _rows, _sklearn
@@ -154,6 +157,9 @@ def test_labels_meet_stored_predictions_by_request_id_and_equal_sklearn(
         assert sample("streamproc_join_events_total", outcome="duplicate_label") == len(duplicates)
         assert sample("streamproc_join_events_total", outcome="correction") == len(corrections)
         assert sample("streamproc_join_pending_predictions") == n
+        # estimated performance (CBPE) of the latest closed window is exported
+        gauges = run.worker.metrics.model_gauges
+        assert gauges.value("performance", ("credit", "1", "accuracy", "estimated")) is not None
 
     # every label event counted once, dead-lettered once, or a counted duplicate
     from_labels = [
@@ -176,3 +182,23 @@ def test_labels_meet_stored_predictions_by_request_id_and_equal_sklearn(
         assert got["brier"] == pytest.approx(want["brier"], rel=1e-9), start
         bound = got["roc_auc_error_bound"]
         assert bound is not None and abs(got["roc_auc"] - want["roc_auc"]) <= bound + 1e-12
+
+    # CBPE before labels: the window's estimated accuracy equals the expectation under an
+    # isotonic calibration fitted independently (scikit-learn, raw reference rows), and
+    # stays within 4 standard errors (+0.01 for the binned calibration) of the realized
+    ref = _rows(50_000, seed=11)
+    iso = IsotonicRegression(out_of_bounds="clip").fit(ref["score"], ref["truth"] == "deny")
+    reference = _reference()
+    for start, rows in sorted(by_window.items()):
+        window = checkpointed[start]
+        est = window_estimate(window, reference)
+        assert est is not None and est.n == RATE * WINDOW_MS // 1000, start
+        in_window = (pred_ms >= start) & (pred_ms < start + WINDOW_MS)
+        c = iso.predict(r["score"][in_window])
+        expected = np.where(r["pred"][in_window] == "deny", c, 1 - c).mean()
+        assert est.accuracy == pytest.approx(expected, abs=0.01), start
+        realized = accuracy_score(
+            [e["label"] for e in rows], [e["prediction"]["label"] for e in rows]
+        )
+        se = np.sqrt(expected * (1 - expected) / len(rows))
+        assert abs(est.accuracy - realized) <= 4 * se + 0.01, (start, est.accuracy, realized)
