@@ -6,7 +6,7 @@ PYTEST_ARGS ?=
 DEMO_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help system-deps setup demo test test-unit test-integration lint format typecheck ci broker-start broker-stop broker-status clean \
+.PHONY: help system-deps setup demo test test-unit test-integration lint format typecheck image-check ci broker-start broker-stop broker-status clean \
 	bench-offline bench-ingest bench-latency bench-state bench-scaleout bench-hostile bench-soak sim-false-alarms
 
 help: ## List the targets
@@ -46,7 +46,18 @@ format: setup ## Apply ruff's fixes and formatting
 typecheck: setup ## mypy (disallow_untyped_defs) on streamproc/
 	$(BIN)/mypy
 
-ci: lint typecheck test ## What .ci/run does: lint, types, all tests
+# Builds the Dockerfile with buildah (no Docker engine; root; installs buildah and
+# debootstrap with apt-get if missing) on a local stand-in for the python base image, then
+# runs the image as the compose stack's reference, worker and traffic services against a
+# broker on the host: uid 10001, --version, worker --help, /metrics counting every record,
+# HEALTHCHECK passing, clean SIGTERM, nothing written outside /tmp and the data volume.
+# Cost (2 cores; printed per phase): ~2.3 min cold (debootstrap ~70 s, build 35-50 s, the
+# runs ~35 s; +~30 s of apt-get where buildah is missing), ~1-1.5 min once the base is
+# cached (~/.cache/streamproc/image-base and buildah's storage).
+image-check: setup ## Build the container image with buildah and run it against a real broker (CI)
+	$(BIN)/python scripts/image_check.py
+
+ci: lint typecheck test image-check ## What .ci/run does: lint, types, all tests, the image
 
 broker-start: setup ## Start the local dev broker on 127.0.0.1:9092
 	$(BIN)/streamproc broker start

@@ -206,3 +206,121 @@ def test_prometheus_config_loads_the_rules_and_scrapes_the_worker() -> None:
     assert (RULE_TESTS.parent / tests["rule_files"][0]).resolve() == RULES.resolve()
     tested = {t["alertname"] for case in tests["tests"] for t in case["alert_rule_test"]}
     assert tested == EXPECTED_ALERTS
+
+
+# --- the compose stack runs what the Helm chart deploys -------------------------------
+
+COMPOSE = ROOT / "docker-compose.yml"
+COMPOSE_CONFIG = DEPLOY / "compose/monitor.toml"
+CHART = DEPLOY / "helm/streamproc"
+STREAMPROC_SERVICES = ("reference", "streamproc", "traffic", "forwarder")
+# What the compose stack's config adds to the chart's defaults: the demo's short timings
+# and its reference profile (the chart mounts references from its own `references` value).
+COMPOSE_ONLY_TABLES = {"windows", "evaluation", "freshness", "alerts", "references"}
+
+
+@pytest.fixture(scope="module")
+def compose_services() -> dict[str, Any]:
+    services: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())["services"]
+    return services
+
+
+@pytest.fixture(scope="module")
+def chart_values() -> dict[str, Any]:
+    values: dict[str, Any] = yaml.safe_load((CHART / "values.yaml").read_text())
+    return values
+
+
+def chart_template(name: str) -> str:
+    return (CHART / "templates" / name).read_text()
+
+
+def template_args(text: str, after: str) -> list[str]:
+    """The literal `args:` items (up to the first templated one) of the container whose
+    first arg is ``after``."""
+    for block in re.findall(r"\n\s+args:\n((?:[ \t]+- .*\n)+)", text):
+        items = []
+        for line in block.splitlines():
+            item = line.strip().removeprefix("- ")
+            if "{{" in item:
+                break
+            items.append(item)
+        if items and items[0] == after:
+            return items
+    raise AssertionError(f"no args list starting with {after}")
+
+
+def chart_default_config(values: dict[str, Any]) -> dict[str, Any]:
+    """What templates/_helpers.tpl "streamproc.config" renders with the default values."""
+    config = json.loads(json.dumps(values["config"]))
+    config["metrics"] = {"host": "0.0.0.0", "port": values["metrics"]["port"]}
+    return config
+
+
+def test_compose_runs_the_image_the_chart_deploys(
+    compose_services: dict[str, Any], chart_values: dict[str, Any]
+) -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    image = chart_values["image"]
+    expected = f"{image['repository']}:{image['tag'] or chart['appVersion']}"
+    for name in STREAMPROC_SERVICES:
+        service = compose_services[name]
+        assert service["image"] == expected, name
+        assert service["build"]["context"] == ".", name  # built from the Dockerfile
+
+
+def test_compose_services_run_as_the_chart_pods_do(
+    compose_services: dict[str, Any], chart_values: dict[str, Any]
+) -> None:
+    pod, ctr = chart_values["podSecurityContext"], chart_values["securityContext"]
+    uid = re.search(r"useradd .*--uid (\d+)", (ROOT / "Dockerfile").read_text())
+    assert uid and int(uid.group(1)) == pod["runAsUser"] == ctr["runAsUser"]
+    assert ctr["readOnlyRootFilesystem"] and ctr["capabilities"]["drop"] == ["ALL"]
+    assert ctr["allowPrivilegeEscalation"] is False
+    statefulset = chart_template("statefulset.yaml")
+    data_mount = re.search(r"- name: data\n\s+mountPath: (\S+)", statefulset)
+    config_mount = re.search(r"mountPath: (\S+/monitor\.toml)", chart_template("_helpers.tpl"))
+    assert data_mount and config_mount
+    for name in STREAMPROC_SERVICES:
+        service = compose_services[name]
+        assert "user" not in service, f"{name}: runs as the image's USER, as the chart does"
+        assert service["read_only"] is True, name
+        assert service["tmpfs"] == ["/tmp"], name  # the chart's /tmp emptyDir
+        assert service["cap_drop"] == ["ALL"], name
+        assert "no-new-privileges:true" in service["security_opt"], name
+        mounts = dict(v.split(":")[:2] for v in service["volumes"])
+        assert mounts["./deploy/compose"] + "/monitor.toml" == config_mount.group(1), name
+        assert mounts["streamproc-data"] == data_mount.group(1), name
+        assert service["environment"]["STREAMPROC_CONFIG"] == config_mount.group(1), name
+
+
+def test_compose_commands_are_the_chart_containers_args(
+    compose_services: dict[str, Any], chart_values: dict[str, Any]
+) -> None:
+    worker = template_args(chart_template("statefulset.yaml"), "worker")
+    assert worker == ["worker", "--config", "/etc/streamproc/monitor.toml"]
+    assert compose_services["streamproc"]["command"] == worker
+    forwarder = template_args(chart_template("forwarder.yaml"), "alerts")
+    command = compose_services["forwarder"]["command"]
+    assert command[: len(forwarder)] == forwarder == ["alerts", "forward", "--alertmanager"]
+    assert command[command.index("--config") + 1] == worker[-1]
+    port = chart_values["metrics"]["port"]
+    assert f"{port}:{port}" in compose_services["streamproc"]["ports"]
+    assert command[command.index("--metrics-port") + 1] == str(port)
+
+
+def test_compose_config_is_the_chart_default_config_plus_the_demo_timings(
+    chart_values: dict[str, Any],
+) -> None:
+    import tomllib
+
+    from streamproc.config import config_from_mapping, load_config
+
+    compose = tomllib.loads(COMPOSE_CONFIG.read_text())
+    chart = chart_default_config(chart_values)
+    assert set(compose) - set(chart) == COMPOSE_ONLY_TABLES
+    assert set(chart) <= set(compose)
+    compose_config = load_config(COMPOSE_CONFIG, env={})
+    chart_config = config_from_mapping(chart)
+    for table in chart:
+        assert getattr(compose_config, table) == getattr(chart_config, table), table
