@@ -23,8 +23,9 @@ COPY pyproject.toml README.md ./
 COPY schemas ./schemas
 COPY streamproc ./streamproc
 # A regular (not editable) install: the JSON Schemas ship as package data
-# (streamproc/schemas), checked here from outside the source tree.
-RUN /opt/streamproc/bin/pip install . \
+# (streamproc/schemas), checked here from outside the source tree. [registry]: Avro,
+# Protobuf and JSON Schema topics through a schema registry ([mapping] format).
+RUN /opt/streamproc/bin/pip install ".[registry]" \
     && cd / \
     && /opt/streamproc/bin/python -I -c "from streamproc.contracts import SCHEMA_DIR, schema_names; assert 'site-packages' in str(SCHEMA_DIR) and 'alert' in schema_names(), SCHEMA_DIR" \
     && /opt/streamproc/bin/streamproc --version

@@ -15,13 +15,13 @@ help: ## List the targets
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[test]"
+	$(BIN)/pip install --quiet -e ".[test,registry]"
 	@touch $@
 
 system-deps: ## Install the Debian packages the broker needs (Java 17, Maven) if missing
 	bash scripts/install-system-deps.sh
 
-setup: system-deps $(BIN)/.installed ## Install system packages, create .venv, install streamproc[test]
+setup: system-deps $(BIN)/.installed ## Install system packages, create .venv, install streamproc[test,registry]
 
 demo: setup ## The main command: local Kafka + worker + a live model with a scripted incident (~3 min)
 	$(BIN)/streamproc demo $(DEMO_ARGS)

@@ -14,6 +14,8 @@ Environment:
   ``STREAMPROC_KAFKA_SECURITY_PROTOCOL=SASL_SSL`` sets ``security.protocol`` and
   ``STREAMPROC_KAFKA_SASL_PASSWORD`` keeps the secret out of the file.
   ``..._BOOTSTRAP_SERVERS``, ``..._GROUP_ID`` and ``..._INSTANCE_ID`` set those fields.
+* ``STREAMPROC_SCHEMA_REGISTRY_<SETTING>``: a ``[mapping.schema_registry]`` setting, named
+  the same way (``..._BASIC_AUTH_USER_INFO``); ``..._URL`` sets ``schema_registry_url``.
 * ``STREAMPROC_METRICS_PORT``, ``STREAMPROC_REPLAY`` (``1``/``true``).
 
 Unknown keys are errors that name the key and the file: a typo must not silently fall
@@ -55,6 +57,12 @@ from streamproc.contracts.limits import (
 )
 from streamproc.contracts.mapping import RecordMapping
 from streamproc.contracts.mapping_config import IDENTITY, compile_mapping, is_identity
+from streamproc.contracts.registry import (
+    WireSettings,
+    client_settings_from_env,
+    compile_wire_mapping,
+    flatten_client_settings,
+)
 from streamproc.contracts.start_from import DEFAULT_START_FROM, StartFrom, parse_start_from
 from streamproc.core.thresholds import DEFAULT_THRESHOLDS
 from streamproc.errors import UsageError
@@ -329,20 +337,40 @@ class MappingConfig:
     features_as_of: str | int | float | Mapping[str, Any] | Sequence[Any] = _source_field(
         IDENTITY["features_as_of"]
     )
+    format: str = "json"
+    """How the values are encoded: ``json`` (plain JSON), or ``avro``, ``protobuf``,
+    ``json_schema`` in the Confluent wire format (see streamproc/contracts/registry.py)."""
+    schema_registry_url: str = ""
+    """The schema registry of a wire format (comma-separated URLs)."""
+    schema_registry: Mapping[str, Any] = field(default_factory=_empty)
+    """``[mapping.schema_registry]``: ``SchemaRegistryClient`` settings passed through
+    (``basic.auth.user.info``, ``ssl.ca.location``, ...; ``STREAMPROC_SCHEMA_REGISTRY_*``)."""
 
     def __post_init__(self) -> None:
         try:
             compile_mapping(self.table())
+            self.wire_settings()
         except ValueError as exc:
             raise ConfigError(f"bad [mapping]: {exc}") from None
 
     def table(self) -> dict[str, Any]:
         """The section as a ``compile_mapping`` table."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.metadata.get("kind") == "source"
+        }
+
+    def wire_settings(self) -> WireSettings:
+        """How the records are decoded before the mapping applies."""
+        return WireSettings(self.format, self.schema_registry_url, self.schema_registry)
 
     def record_mapping(self) -> RecordMapping | None:
         """The compiled mapping, or None for the identity (the envelope decoders as they are)."""
         table = self.table()
+        wire = self.wire_settings()
+        if wire.uses_registry:  # the ingest stage decodes through the registry first
+            return compile_wire_mapping(compile_mapping(table), wire)
         return None if is_identity(table) else compile_mapping(table)
 
 
@@ -605,6 +633,10 @@ def _convert(f: dataclasses.Field[Any], value: object) -> Any:
         if not isinstance(value, Mapping):
             raise ValueError("expected a table of client settings")
         return _frozen(_flatten(value))
+    if f.name == "schema_registry":
+        if not isinstance(value, Mapping):
+            raise ValueError("expected a table of schema registry client settings")
+        return _frozen(flatten_client_settings(value))
     if f.name == "runbook_urls":
         if not isinstance(value, Mapping) or not all(isinstance(v, str) for v in value.values()):
             raise ValueError("expected a table of check name = URL")
@@ -750,7 +782,18 @@ def apply_env(config: MonitorConfig, env: Mapping[str, str]) -> MonitorConfig:
             instance_id=instance,
             client=_frozen({**kafka.client, **settings}),
         )
-    metrics, evaluation = config.metrics, config.evaluation
+    metrics, evaluation, mapping = config.metrics, config.evaluation, config.mapping
+    registry = client_settings_from_env(env)
+    if registry:  # STREAMPROC_SCHEMA_REGISTRY_URL, ..._BASIC_AUTH_USER_INFO, ...
+        url = registry.pop("url", mapping.schema_registry_url)
+        try:
+            mapping = dataclasses.replace(
+                mapping,
+                schema_registry_url=url,
+                schema_registry=_frozen({**mapping.schema_registry, **registry}),
+            )
+        except ConfigError as exc:
+            raise ConfigError(f"bad environment variable: {exc}") from None
     try:
         if f"{ENV_PREFIX}METRICS_PORT" in env:
             metrics = dataclasses.replace(metrics, port=int(env[f"{ENV_PREFIX}METRICS_PORT"]))
@@ -759,4 +802,6 @@ def apply_env(config: MonitorConfig, env: Mapping[str, str]) -> MonitorConfig:
             evaluation = dataclasses.replace(evaluation, replay=replay)
     except ValueError as exc:
         raise ConfigError(f"bad environment variable: {exc}") from None
-    return dataclasses.replace(config, kafka=kafka, metrics=metrics, evaluation=evaluation)
+    return dataclasses.replace(
+        config, kafka=kafka, metrics=metrics, evaluation=evaluation, mapping=mapping
+    )

@@ -37,6 +37,7 @@ from streamproc.contracts.limits import DecodeLimits
 from streamproc.contracts.mapped_decode import Mapped, map_records, timestamps_ms
 from streamproc.contracts.mapping import RecordMapping
 from streamproc.contracts.prediction import DecodeResult, PredictionBatch, decode_predictions
+from streamproc.contracts.registry import RegistryMapping, WireDecoded, WireDecoder
 from streamproc.contracts.start_from import StartFrom, choose_offset
 from streamproc.labels.repartition import encode_predictions
 from streamproc.monitor.authorization import raise_if_refused
@@ -138,6 +139,15 @@ class IngestLoop:
         self.patience = Patience()
         """How long commits wait for Kafka (until stop, then a grace; see :mod:`.txn`)."""
         metrics.commit_waiting_seconds.labels("ingest").set_function(self.patience.waited_s)
+        self._wire: WireDecoder | None = None
+        """Avro/Protobuf/JSON Schema through a registry (:mod:`~streamproc.contracts.registry`)."""
+        if isinstance(settings.mapping, RegistryMapping):
+            self._wire = WireDecoder(settings.mapping.wire, limits=settings.limits)
+        self._held: list[TopicPartition] = []
+        """Partitions paused until the registry answers again (:meth:`_hold_back`)."""
+        self._held_at: dict[tuple[str, int], int] = {}
+        """Where a held-back partition resumes: what its commit says until it is read again
+        (a seek leaves no consumer position to commit)."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -152,6 +162,7 @@ class IngestLoop:
         )
         producer = transactional_producer(self.clients, base, self.producer_id)
         self._consumer, self._producer = consumer, producer
+        self._held = []  # a new consumer has nothing paused
         # Kafka answered: the commit clock starts here (an idle stage commits nothing)
         self.metrics.last_commit_timestamp_seconds.labels("ingest").set_to_current_time()
 
@@ -194,6 +205,8 @@ class IngestLoop:
                 if time.monotonic() - self._last_flush >= self.settings.flush_interval_s:
                     self.flush()
                     report_lag(consumer, "ingest", self.metrics.consumer_lag)
+                if self._held:
+                    self._resume_held(consumer)
             self.flush()
         except BaseException:
             self.close(failed=True)
@@ -284,16 +297,24 @@ class IngestLoop:
         mapped: Mapped | None = None
         if s.mapping is not None:  # other record shapes: mapped to envelopes first
             mapping = s.mapping
+            wire: WireDecoded | None = None
+            picked = good
+            if self._wire is not None:  # Avro/Protobuf/JSON Schema → JSON objects first
+                good, wire = self._wire_decode(self._wire, good, values)
+                values = wire.values  # type: ignore[assignment]
+                picked = [good[i] for i in wire.positions]
             mapped = map_records(
                 mapping,
                 values,
-                keys=[m.key() for m in good] if mapping.uses_key else None,
-                timestamps_ms=timestamps_ms(map(Message.timestamp, good))
+                keys=[m.key() for m in picked] if mapping.uses_key else None,
+                timestamps_ms=timestamps_ms(map(Message.timestamp, picked))
                 if mapping.uses_timestamp
                 else None,
-                headers=[m.headers() for m in good] if mapping.uses_headers else None,
+                headers=[m.headers() for m in picked] if mapping.uses_headers else None,
                 limits=s.limits,
             )
+            if wire is not None:  # positions in `good`, plus the decoder's rejects
+                mapped = wire.compose(mapped)
             values = mapped.values  # type: ignore[assignment]
         max_event_ms = int(time.time() * 1000) + s.max_future_skew_ms
         # Clean batches of one (model, version) parse in one pyarrow call; anything else
@@ -377,6 +398,72 @@ class IngestLoop:
         for source, chunks in accepted.items():
             self.watermarks.advance(source, np.concatenate(chunks))
         self.metrics.ingest_batch_seconds.observe(time.perf_counter() - began)
+
+    def _wire_decode(
+        self, wire: WireDecoder, good: list[Message], values: list[Any]
+    ) -> tuple[list[Message], WireDecoded]:
+        """Decode wire-format values; records whose schema the registry cannot give now
+        are held back (not counted, not dead-lettered) with the rest of their partition."""
+        topic = self.settings.predictions_topic
+        decoded = wire.decode(values, topic)
+        for change in decoded.changes:
+            if change.previous_id is None:  # the first schema since the start
+                log.info("%s", change.describe())
+                continue
+            log.warning("schema change: %s", change.describe())
+            self.metrics.schema_changes_total.labels(topic).inc()
+        if decoded.schema_ids:
+            self.metrics.schema_id.labels(topic).set(decoded.schema_ids[-1])
+        if not decoded.unavailable:
+            return good, decoded
+        keep = self._hold_back(good, decoded.unavailable)
+        return [m for m, k in zip(good, keep, strict=True) if k], decoded.keep(keep)
+
+    def _hold_back(self, good: list[Message], unavailable: list[int]) -> np.ndarray:
+        """Seek each partition of an ``unavailable`` record back to its first such record
+        and pause it until the registry's back-off has passed; the mask of the records
+        that stay in this batch (those before it on their partition)."""
+        first: dict[tuple[str, int], int] = {}
+        for i in unavailable:
+            msg = good[i]
+            key = (msg.topic() or "", msg.partition() or 0)
+            first[key] = min(first.get(key, msg.offset() or 0), msg.offset() or 0)
+        keep = np.ones(len(good), dtype=bool)
+        for i, msg in enumerate(good):
+            at = first.get((msg.topic() or "", msg.partition() or 0))
+            if at is not None and (msg.offset() or 0) >= at:
+                keep[i] = False
+        consumer = self._consumer
+        assert consumer is not None
+        tps = [TopicPartition(t, p, o) for (t, p), o in first.items()]
+        for tp in tps:
+            consumer.seek(tp)
+        consumer.pause(tps)
+        self._held.extend(tps)
+        self._held_at.update(first)
+        self.metrics.registry_waits_total.inc(int((~keep).sum()))
+        return keep
+
+    def _commit_positions(self, consumer: Consumer) -> list[TopicPartition]:
+        """The positions to commit: the consumer's, and for a held-back partition not read
+        since, the offset it resumes at (:meth:`_hold_back`)."""
+        positions = positions_of(consumer)
+        if not self._held_at:
+            return positions
+        have = {(tp.topic, tp.partition) for tp in positions}
+        assigned = {(tp.topic, tp.partition) for tp in consumer.assignment()}
+        self._held_at = {k: o for k, o in self._held_at.items() if k in assigned and k not in have}
+        return positions + [TopicPartition(t, p, o) for (t, p), o in self._held_at.items()]
+
+    def _resume_held(self, consumer: Consumer) -> None:
+        """Resume the held-back partitions once the registry may be asked again."""
+        if self._wire is not None and self._wire.registry_down:
+            return
+        held, self._held = self._held, []
+        assigned = {(tp.topic, tp.partition) for tp in consumer.assignment()}
+        still = [tp for tp in held if (tp.topic, tp.partition) in assigned]
+        if still:
+            consumer.resume(still)
 
     def _feature_kinds(self, model: str, version: str) -> dict[str, Any] | None:
         """The fast decoder's view of the references: None exactly for unknown models."""
@@ -479,7 +566,7 @@ class IngestLoop:
         consumer, producer = self._consumer, self._producer
         if consumer is None or producer is None:
             return
-        positions = positions_of(consumer)
+        positions = self._commit_positions(consumer)
         if not self._buffers and not self._pending_rejects and not positions:
             return
         began = time.perf_counter()
@@ -512,6 +599,7 @@ class IngestLoop:
         self._buffers.clear()
         self._pending_rejects = 0
         self.watermarks.clear()
+        self._held_at.clear()  # a rewind seeks the held partitions back to their commit
 
     def _rewind(self) -> None:
         """Drop uncommitted work and seek back to the committed offsets (its transaction

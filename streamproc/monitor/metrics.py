@@ -49,6 +49,9 @@ class Metrics(NamedTuple):
     commit_waiting_seconds: Gauge
     stage_restarts_total: Counter
     last_commit_timestamp_seconds: Gauge
+    schema_id: Gauge
+    schema_changes_total: Counter
+    registry_waits_total: Counter
     model_gauges: ModelGauges
     """Per-model gauges replaced on every evaluation (see :mod:`.model_gauges`)."""
 
@@ -210,6 +213,25 @@ def create(registry: CollectorRegistry | None = None, prefix: str = PREFIX) -> M
             name("last_commit_timestamp_seconds"),
             "Unix time of the stage's last committed transaction",
             ["stage"],
+            registry=reg,
+        ),
+        schema_id=Gauge(
+            name("schema_id"),
+            "Registry schema id of the newest decoded record of a wire-format topic",
+            ["topic"],
+            registry=reg,
+        ),
+        schema_changes_total=Counter(
+            name("schema_changes"),
+            "Times a wire-format topic's records began to use a schema id new to the topic "
+            "(schema evolution; the log line lists the fields added and removed)",
+            ["topic"],
+            registry=reg,
+        ),
+        registry_waits_total=Counter(
+            name("registry_waits"),
+            "Records put back to be read again because the schema registry was unreachable "
+            "for their uncached schema (a record can count more than once)",
             registry=reg,
         ),
     )

@@ -84,7 +84,7 @@ def test_runtime_stage_copies_the_venv_and_runs_unprivileged() -> None:
 def test_builder_installs_a_wheel_not_an_editable_tree() -> None:
     builder = stages()[1]
     run = " ".join(rest for word, rest in builder if word == "RUN")
-    assert "pip install ." in run and "-e ." not in run and "--editable" not in run
+    assert 'pip install ".[registry]"' in run and "-e ." not in run and "--editable" not in run
     # the schemas are package data, verified from outside the source tree
     assert "schema_names()" in run and "site-packages" in run
     copied = {rest.split()[0] for word, rest in builder if word == "COPY"}

@@ -25,7 +25,10 @@ from streamproc.contracts.prediction import (
     decode_predictions,
     parse_timestamp,
 )
+from streamproc.contracts.wire_format import NOT_WIRE_FORMAT, SCHEMA_UNKNOWN, UNDECODABLE
+from streamproc.labels.join import PAST_RETENTION
 from streamproc.monitor.ingest import LATE_EVENT
+from streamproc.monitor.join_stage import NOT_A_JOIN_RECORD
 from streamproc.monitor.labels import LABEL_REASONS
 
 T0 = 1714557603.25  # 2024-05-01T10:00:03.250Z
@@ -54,8 +57,11 @@ def enc(*records: dict[str, Any]) -> list[bytes]:
 def test_reason_codes_match_deadletter_schema() -> None:
     enum = load_schema("deadletter")["properties"]["streamproc.reason"]["enum"]
     # the decoder's codes, then the one ingest adds after decoding (window lateness),
-    # then the labels stage's (no embedded prediction, a repeated label)
-    assert tuple(enum) == (*REASON_CODES, LATE_EVENT, *LABEL_REASONS)
+    # then the labels stage's (no embedded prediction, a repeated label), the label
+    # join's, and the wire format's (schema registry)
+    join = (PAST_RETENTION, NOT_A_JOIN_RECORD)
+    wire = (NOT_WIRE_FORMAT, SCHEMA_UNKNOWN, UNDECODABLE)
+    assert tuple(enum) == (*REASON_CODES, LATE_EVENT, *LABEL_REASONS, *join, *wire)
 
 
 def test_schema_examples_decode_without_rejects() -> None:
