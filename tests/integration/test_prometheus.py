@@ -73,6 +73,17 @@ PROMETHEUS_CONFIG = ROOT / "deploy/prometheus/prometheus.yml"
 # Model-service health metrics another change adds; their panels may not return data yet.
 PENDING_METRICS = frozenset(
     {"streamproc_latency_ms", "streamproc_error_rate_ratio", "streamproc_fallback_rate_ratio"}
+    # performance needs labels, which this traffic has none of (the label-join tests read
+    # these series from the worker's registry)
+    | {
+        "streamproc_performance",
+        "streamproc_label_coverage_ratio",
+        "streamproc_performance_estimation_error",
+        "streamproc_join_events_total",
+        "streamproc_labels_total",
+        "streamproc_join_pending_predictions",
+        "streamproc_join_waiting_labels",
+    }
 )
 RATE = 2_000.0
 DRIFTED = {"num_1": 1.5, "num_4": -1.5}

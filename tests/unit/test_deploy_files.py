@@ -128,6 +128,7 @@ def test_panels_cover_the_required_views(dashboard: dict[str, Any]) -> None:
         "Predictions",
         "Model service health",
         "Monitor health",
+        "Performance (labels)",
     ]
     exprs = " ".join(t["expr"] for p in graph_panels(dashboard) for t in p["targets"])
     for name in [
@@ -138,6 +139,10 @@ def test_panels_cover_the_required_views(dashboard: dict[str, Any]) -> None:
         "streamproc_drift_value",
         "streamproc_null_rate_ratio",
         "streamproc_unseen_category_share_ratio",
+        "streamproc_performance",
+        "streamproc_label_coverage_ratio",
+        "streamproc_performance_estimation_error",
+        "streamproc_join_pending_predictions",
         "streamproc_deadletter_total",
         "streamproc_ingest_batch_seconds_bucket",
         "streamproc_ingest_flush_seconds_bucket",
