@@ -47,6 +47,7 @@ from typing import Any, Final
 from streamproc.checks.lifecycle import LifecyclePolicy
 from streamproc.checks.policy import EvaluationPolicy
 from streamproc.checks.result import CHECK_NAMES
+from streamproc.checks.retrain import RetrainPolicy
 from streamproc.checks.service_checks import ServicePolicy
 from streamproc.contracts.limits import (
     DEFAULT_MAX_CATEGORY_BYTES,
@@ -98,6 +99,7 @@ _EVALUATION: Final = EvaluationPolicy()
 _SERVICE: Final = ServicePolicy()
 _LIFECYCLE: Final = LifecyclePolicy()
 _JOIN: Final = JoinPolicy()
+_RETRAIN: Final = RetrainPolicy()
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,25 @@ class TopicsConfig:
     alerts: str = "streamproc-alerts"
     deadletter: str = "streamproc-deadletter"
     profiles: str = "streamproc-profiles"
+    retrain: str = "streamproc-retrain"
+
+
+@dataclass(frozen=True)
+class RetrainConfig:
+    """The retraining trigger (see streamproc/checks/retrain.py); defaults: RetrainPolicy."""
+
+    drift_share: float = _RETRAIN.drift_share
+    windows: int = _RETRAIN.windows
+    labeled_volume: int = _RETRAIN.labeled_volume
+
+    def __post_init__(self) -> None:
+        try:
+            self.policy()
+        except ValueError as exc:
+            raise ConfigError(f"bad [retrain]: {exc}") from None
+
+    def policy(self) -> RetrainPolicy:
+        return RetrainPolicy(self.drift_share, self.windows, self.labeled_volume)
 
 
 @dataclass(frozen=True)
@@ -429,6 +450,7 @@ class MonitorConfig:
     freshness: FreshnessConfig = field(default_factory=FreshnessConfig)
     joint_drift: JointDriftConfig = field(default_factory=JointDriftConfig)
     join: JoinConfig = field(default_factory=JoinConfig)
+    retrain: RetrainConfig = field(default_factory=RetrainConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     mapping: MappingConfig = field(default_factory=MappingConfig)
     service: ServiceConfig = field(default_factory=ServiceConfig)
@@ -668,6 +690,7 @@ _SECTIONS: Final[dict[str, type[Any]]] = {
     "freshness": FreshnessConfig,
     "joint_drift": JointDriftConfig,
     "join": JoinConfig,
+    "retrain": RetrainConfig,
     "limits": LimitsConfig,
     "mapping": MappingConfig,
     "service": ServiceConfig,

@@ -125,6 +125,7 @@ _VERB: Final = {
     "calibration_drift": "is less well calibrated than its reference",
     "label_drift": "sees a shifted class prior (label drift)",
     "estimated_performance_drop": "is estimated to perform worse than its reference (CBPE)",
+    "retrain": "should be retrained",
 }
 _RESOLVED_VERB: Final = {
     "feature_drift": "no longer drifts",
@@ -148,6 +149,7 @@ _RESOLVED_VERB: Final = {
     "calibration_drift": "calibration is back to normal",
     "label_drift": "class prior is back to normal",
     "estimated_performance_drop": "estimated performance is back to its reference",
+    "retrain": "no longer needs retraining",
 }
 _ABBREVIATIONS: Final = {"psi": "PSI", "ks": "KS", "js": "JS", "jsd": "JSD", "kl": "KL"}
 

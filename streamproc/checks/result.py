@@ -29,6 +29,8 @@ PERFORMANCE_DROP: Final = "performance_drop"
 CALIBRATION_DRIFT: Final = "calibration_drift"
 LABEL_DRIFT: Final = "label_drift"
 ESTIMATED_PERFORMANCE_DROP: Final = "estimated_performance_drop"
+RETRAIN: Final = "retrain"
+"""Not an alert: its messages go to the retrain topic (:mod:`streamproc.checks.retrain`)."""
 
 CHECK_NAMES: Final = (
     FEATURE_DRIFT,
@@ -52,6 +54,7 @@ CHECK_NAMES: Final = (
     CALIBRATION_DRIFT,
     LABEL_DRIFT,
     ESTIMATED_PERFORMANCE_DROP,
+    RETRAIN,
 )
 """Every check; each has a section in docs/RUNBOOK.md whose anchor is the name with
 ``_`` replaced by ``-`` (e.g. ``#feature-drift``)."""

@@ -25,6 +25,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 from confluent_kafka import (
@@ -35,6 +36,8 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from streamproc.checks.result import RETRAIN
+from streamproc.checks.retrain import retrain_event
 from streamproc.core.errors import ProfileFormatError
 from streamproc.monitor.authorization import raise_if_refused
 from streamproc.monitor.clients import (
@@ -77,6 +80,8 @@ class AggregateSettings:
     """Static membership and a stable transactional id (see ``KafkaConfig.instance_id``)."""
     kafka: dict[str, str] = field(default_factory=dict)
     """Connection settings (see IngestSettings.kafka); the stage sets its own group id."""
+    retrain_topic: str | None = None
+    """Where ``retrain`` lifecycle messages go (:mod:`streamproc.checks.retrain`)."""
 
 
 class AggregateLoop:
@@ -288,6 +293,9 @@ class AggregateLoop:
         if producer is None or not alerts:
             return
         for alert in alerts:
+            if alert["check"] == RETRAIN:  # a retraining trigger, not an alert
+                self._publish_retrain(producer, alert)
+                continue
             producer.produce(
                 self.settings.alerts_topic,
                 key=alert["fingerprint"].encode(),
@@ -296,6 +304,25 @@ class AggregateLoop:
             if self.on_alert is not None:
                 self.on_alert(alert)
         producer.poll(0)
+
+    def _publish_retrain(self, producer: Producer, message: Alert) -> None:
+        topic, policy = self.settings.retrain_topic, self.evaluator.retrain
+        if topic is None or policy is None:
+            return
+        reference = self.evaluator.references.get(message["model"], message["model_version"])
+        described: dict[str, Any] = {"model_version": message["model_version"]}
+        if reference is not None:
+            described = {
+                "model_version": reference.model_version,
+                "rows": reference.row_count,
+                "created_at": reference.metadata.get("created_at"),
+                "source": reference.metadata.get("source"),
+            }
+        event = retrain_event(
+            message, reference=described, window_ms=self.settings.window_ms, policy=policy
+        )
+        producer.produce(topic, key=message["fingerprint"].encode(), value=orjson.dumps(event))
+        self.metrics.retrain_events_total.labels(message["status"]).inc()
 
     # ------------------------------------------------------------------ checkpoints
 

@@ -30,7 +30,8 @@ from streamproc.checks.freshness_checks import evaluate_staleness
 from streamproc.checks.lifecycle import AlertState, LifecyclePolicy, step
 from streamproc.checks.performance_checks import PerformancePolicy
 from streamproc.checks.policy import EvaluationPolicy
-from streamproc.checks.result import CARDINALITY, CheckResult
+from streamproc.checks.result import CARDINALITY, RETRAIN, CheckResult
+from streamproc.checks.retrain import RetrainPolicy, retrain_result
 from streamproc.checks.service_checks import (
     ServicePolicy,
     latency_result,
@@ -77,6 +78,8 @@ class Evaluator:
     """Force replay mode: wall-clock checks (staleness, processing lag) never run."""
     performance_for: Callable[[str], PerformancePolicy] = lambda _model: PerformancePolicy()
     """Performance check thresholds per model."""
+    retrain: RetrainPolicy | None = None
+    """The retraining trigger (None: no retrain events)."""
     alert_states: dict[str, AlertState] = field(default_factory=dict)
     owner: dict[str, ModelKey] = field(default_factory=dict)
     """Fingerprint → the model version it belongs to (for checkpoints and rebalances)."""
@@ -100,6 +103,7 @@ class Evaluator:
         if replaying != policy.skip_wall_clock_lags:
             policy = _with_skip(policy, replaying)
         results: list[CheckResult] = []
+        retrain: list[CheckResult] = []
         estimated: SeriesBuilder | None = None
         for window in state.newly_closed(mkey):
             if window.profile.row_count == 0:  # labels only (their predictions never came)
@@ -107,9 +111,10 @@ class Evaluator:
                 state.dirty.add(window.key)
                 continue
             # estimated performance (CBPE) of the closed window, before its labels
-            results += estimated_results(window, reference, self.performance_for(mkey[0]))
+            perf_policy = self.performance_for(mkey[0])
+            closed = estimated_results(window, reference, perf_policy)
             estimated = estimated_series(window, reference)
-            results += evaluate_window(
+            closed += evaluate_window(
                 reference,
                 window.profile,
                 window.ops,
@@ -117,6 +122,10 @@ class Evaluator:
                 window_start_ms=window.start_ms,
                 window_end_ms=window.end_ms,
             )
+            results += closed
+            if self.retrain is not None:
+                realized = performance_results(window, reference, perf_policy)  # if labeled
+                retrain.append(self._retrain(state, mkey, reference, window, closed + realized))
             profile, ops, start = state.horizon(mkey, self.horizon_ms, as_of_ms=window.end_ms)
             results += evaluate_window(
                 reference,
@@ -158,7 +167,38 @@ class Evaluator:
                 results += window_results
             results += self._versions(state, mkey[0])
         self.metrics.evaluation_seconds.observe(time.perf_counter() - began)
-        return self._advance(results, now_ms=newest)
+        alerts = self._advance(results, now_ms=newest)
+        if retrain and self.retrain is not None:
+            alerts += self._advance(retrain, now_ms=newest, lifecycle=self.retrain_lifecycle)
+        return alerts
+
+    @property
+    def retrain_lifecycle(self) -> LifecyclePolicy:
+        assert self.retrain is not None
+        return self.retrain.lifecycle(self.lifecycle)
+
+    def _retrain(
+        self,
+        state: AggregateState,
+        mkey: ModelKey,
+        reference: ModelProfile,
+        window: WindowState,
+        results: list[CheckResult],
+    ) -> CheckResult:
+        """The retrain verdict of a closed window (see :mod:`streamproc.checks.retrain`)."""
+        assert self.retrain is not None
+        labeled = sum(w.performance.n for w in state.model_windows(mkey) if w.performance)
+        return retrain_result(
+            results,
+            model=mkey[0],
+            model_version=mkey[1],
+            window_start_ms=window.start_ms,
+            window_end_ms=window.end_ms,
+            n_features=len(reference.features),
+            n_reference=reference.row_count,
+            labeled=labeled,
+            policy=self.retrain,
+        )
 
     def evaluate_performance(self, state: AggregateState, keys: set[WindowKey]) -> list[Alert]:
         """The performance checks of windows whose labels changed (closed or not: a
@@ -255,12 +295,14 @@ class Evaluator:
                 alerts += self._advance([result], now_ms=wall_ms)
         return alerts
 
-    def _advance(self, results: list[CheckResult], now_ms: int) -> list[Alert]:
+    def _advance(
+        self, results: list[CheckResult], now_ms: int, lifecycle: LifecyclePolicy | None = None
+    ) -> list[Alert]:
         alerts: list[Alert] = []
         for result in results:
             fp = result.fingerprint
             before = self.alert_states.get(fp)
-            after, message = step(before, result, now_ms, self.lifecycle)
+            after, message = step(before, result, now_ms, lifecycle or self.lifecycle)
             if after != before:
                 self.alert_states[fp] = after
                 self.owner[fp] = ModelKey(result.model, result.model_version)
@@ -312,7 +354,7 @@ class Evaluator:
     def _export_firing(self) -> None:
         counts: dict[tuple[str, str, str], int] = {}
         for st in self.alert_states.values():
-            if st.status == "firing" and st.severity is not None:
+            if st.status == "firing" and st.severity is not None and st.check != RETRAIN:
                 key = (st.model, st.check, st.severity)
                 counts[key] = counts.get(key, 0) + 1
         self.metrics.alerts_firing.clear()

@@ -46,6 +46,7 @@ class Metrics(NamedTuple):
     consumer_lag: Gauge
     alerts_firing: Gauge
     alerts_emitted_total: Counter
+    retrain_events_total: Counter
     commit_waiting_seconds: Gauge
     stage_restarts_total: Counter
     last_commit_timestamp_seconds: Gauge
@@ -196,6 +197,12 @@ def create(registry: CollectorRegistry | None = None, prefix: str = PREFIX) -> M
         ),
         alerts_emitted_total=Counter(
             name("alerts_emitted"), "Alert messages published", ["status"], registry=reg
+        ),
+        retrain_events_total=Counter(
+            name("retrain_events"),
+            "Retraining triggers published to the retrain topic (firing, resolved)",
+            ["status"],
+            registry=reg,
         ),
         commit_waiting_seconds=Gauge(
             name("commit_waiting_seconds"),

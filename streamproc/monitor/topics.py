@@ -51,6 +51,12 @@ def owned_topics(
     ]
 
 
+def retrain_topic(name: str) -> TopicSpec:
+    """The retraining triggers: one partition (one ordered stream of incidents), keyed by
+    fingerprint, kept 30 days for the pipelines that act on them."""
+    return TopicSpec(name, 1, {"retention.ms": str(30 * DAY_MS)})
+
+
 def join_topics(
     predictions: str, labels: str, changelog: str, partitions: int = 4
 ) -> list[TopicSpec]:

@@ -33,7 +33,7 @@ from streamproc.monitor.ingest import IngestLoop, IngestSettings
 from streamproc.monitor.join_stage import JoinLoop, JoinSettings, join_topic_names
 from streamproc.monitor.labels import LabelsLoop, LabelsSettings
 from streamproc.monitor.references import ReferenceSet
-from streamproc.monitor.topics import ensure_topics, join_topics, owned_topics
+from streamproc.monitor.topics import ensure_topics, join_topics, owned_topics, retrain_topic
 
 log = logging.getLogger(__name__)
 
@@ -151,12 +151,14 @@ class Worker:
             horizon_ms=c.windows.rolling_horizon_ms,
             metrics=self.metrics,
             replay=c.evaluation.replay,
+            retrain=c.retrain.policy(),
         )
         self.aggregate = AggregateLoop(
             AggregateSettings(
                 profiles_topic=topics.profiles,
                 state_topic=state_topic_name(topics.profiles),
                 alerts_topic=topics.alerts,
+                retrain_topic=topics.retrain,
                 group_id=f"{c.kafka.group_id}-aggregate",
                 instance_id=c.kafka.instance_id,
                 window_ms=c.windows.size_ms,
@@ -185,6 +187,7 @@ class Worker:
             alerts=c.topics.alerts,
             deadletter=c.topics.deadletter,
         )
+        specs.append(retrain_topic(c.topics.retrain))
         if self.join is not None:
             specs += join_topics(*join_topic_names(c.topics.profiles))
         return ensure_topics(admin, specs)

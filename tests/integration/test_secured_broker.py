@@ -75,6 +75,10 @@ class Names:
         return f"{self.prefix}.dlq"
 
     @property
+    def retrain(self) -> str:
+        return f"{self.prefix}.retrain"
+
+    @property
     def forwarder_group(self) -> str:
         return f"{self.prefix}.forwarder"
 
@@ -87,6 +91,7 @@ def worker_acls(principal: str, n: Names) -> list[Acl]:
         *(Acl(principal, "topic", n.state, op) for op in ("READ", "WRITE", "CREATE")),
         *(Acl(principal, "topic", n.alerts, op) for op in ("WRITE", "CREATE")),
         *(Acl(principal, "topic", n.deadletter, op) for op in ("WRITE", "CREATE")),
+        *(Acl(principal, "topic", n.retrain, op) for op in ("WRITE", "CREATE")),
         Acl(principal, "group", f"{n.group}-", "READ", prefixed=True),
         Acl(principal, "transactional-id", f"{n.group}-", "WRITE", prefixed=True),
     ]
@@ -145,6 +150,7 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
             f'profiles = "{names.profiles}"\n'
             f'alerts = "{names.alerts}"\n'
             f'deadletter = "{names.deadletter}"\n'
+            f'retrain = "{names.retrain}"\n'
             '[windows]\nsize = "10s"\nallowed_lateness = "5s"\n'
         )
         reference = save(reference_profile(), workdir / "credit.profile")

@@ -10,7 +10,14 @@ from jsonschema import Draft202012Validator
 
 from streamproc.contracts import SchemaError, load_schema, schema_names, validate
 
-EXPECTED = {"alert", "deadletter", "label_event", "prediction_log", "profile_delta"}
+EXPECTED = {
+    "alert",
+    "deadletter",
+    "label_event",
+    "prediction_log",
+    "profile_delta",
+    "retrain_event",
+}
 
 
 def test_all_contracts_present() -> None:
