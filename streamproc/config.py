@@ -49,6 +49,11 @@ from streamproc.checks.policy import EvaluationPolicy
 from streamproc.checks.result import CHECK_NAMES
 from streamproc.checks.retrain import RetrainPolicy
 from streamproc.checks.service_checks import ServicePolicy
+from streamproc.contracts.label_mapping import (
+    LABEL_IDENTITY,
+    compile_label_mapping,
+    is_label_identity,
+)
 from streamproc.contracts.limits import (
     DEFAULT_MAX_CATEGORY_BYTES,
     DEFAULT_MAX_FEATURES,
@@ -396,6 +401,35 @@ class MappingConfig:
 
 
 @dataclass(frozen=True)
+class LabelsMappingConfig:
+    """Where each field of a label event on the labels topic comes from (see
+    streamproc/contracts/label_mapping.py); the defaults are the identity (today's label
+    events). ``label`` may also be derived from a business event:
+    ``{from = "/type", map = {chargeback = 1, settled = 0}, default? = 0}``."""
+
+    model: str | int | float | Mapping[str, Any] = _source_field(LABEL_IDENTITY["model"])
+    request_id: str | int | float | Mapping[str, Any] = _source_field(LABEL_IDENTITY["request_id"])
+    timestamp: str | int | float | Mapping[str, Any] = _source_field(LABEL_IDENTITY["timestamp"])
+    label: str | int | float | Mapping[str, Any] = _source_field(LABEL_IDENTITY["label"])
+    prediction: str | int | float | Mapping[str, Any] = _source_field(LABEL_IDENTITY["prediction"])
+
+    def __post_init__(self) -> None:
+        try:
+            compile_label_mapping(self.table())
+        except ValueError as exc:
+            raise ConfigError(f"bad [labels_mapping]: {exc}") from None
+
+    def table(self) -> dict[str, Any]:
+        """The section as a ``compile_label_mapping`` table."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def record_mapping(self) -> RecordMapping | None:
+        """The compiled mapping, or None for the identity (label events as they are)."""
+        table = self.table()
+        return None if is_label_identity(table) else compile_label_mapping(table)
+
+
+@dataclass(frozen=True)
 class MetricsConfig:
     port: int = 9464
     host: str = "0.0.0.0"
@@ -453,6 +487,7 @@ class MonitorConfig:
     retrain: RetrainConfig = field(default_factory=RetrainConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     mapping: MappingConfig = field(default_factory=MappingConfig)
+    labels_mapping: LabelsMappingConfig = field(default_factory=LabelsMappingConfig)
     service: ServiceConfig = field(default_factory=ServiceConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
@@ -693,6 +728,7 @@ _SECTIONS: Final[dict[str, type[Any]]] = {
     "retrain": RetrainConfig,
     "limits": LimitsConfig,
     "mapping": MappingConfig,
+    "labels_mapping": LabelsMappingConfig,
     "service": ServiceConfig,
     "metrics": MetricsConfig,
     "alerts": AlertsConfig,

@@ -75,6 +75,10 @@ class LabelDecodeResult:
     batch: LabelBatch
     rejects: list[Reject]
     truncated_values: int = 0
+    not_labels: list[Reject] = field(default_factory=list)
+    """Records a ``[labels_mapping]`` maps to no label (reason ``not_a_label``: a business
+    event whose value is not in ``label.map``); counted, not rejects
+    (:func:`~streamproc.contracts.label_mapping.decode_mapped_labels`)."""
 
 
 def _duplicate(raw: bytes, obj: dict[str, Any]) -> str | None:

@@ -33,6 +33,10 @@ names): the predicted label is then the top class and the score its probability,
 Every key left out keeps its identity source, so the default mapping *is* the envelope
 (compiling a table: :mod:`streamproc.contracts.mapping_config`).
 A required field whose source is missing makes the record a ``missing_field`` reject.
+
+The same :class:`RecordMapping` builds label events (``[labels_mapping]``,
+:mod:`streamproc.contracts.label_mapping`): no features, no prediction, its own required
+fields, and a :class:`Lookup` source that derives the label from a business event.
 """
 
 from __future__ import annotations
@@ -44,10 +48,12 @@ from typing import Any, Final
 
 __all__ = [
     "MISSING",
+    "NOT_A_LABEL",
     "Const",
     "Header",
     "KafkaKey",
     "KafkaTimestamp",
+    "Lookup",
     "Pointer",
     "PredictionSpec",
     "RecordMapping",
@@ -61,6 +67,8 @@ OPTIONAL_FIELDS: Final = ("latency_ms", "fallback", "error", "features_as_of")
 _NUMERIC_HEADER_FIELDS: Final = frozenset({"timestamp", "features_as_of", "latency_ms"})
 _NUMBER: Final = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?")
 _INDEX: Final = re.compile(r"0|[1-9][0-9]{0,8}")
+NOT_A_LABEL: Final = "not_a_label"
+"""Why a :class:`Lookup` yields nothing: the event's value is not in its map (no default)."""
 
 
 class _Missing:
@@ -111,7 +119,35 @@ class Header:
     name: str
 
 
-Source = Pointer | Const | KafkaKey | KafkaTimestamp | Header
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """A value looked up in a table: ``label = {from = "/type", map = {chargeback = 1}}``.
+
+    The source's value (a string; a number or boolean by its JSON text) selects the
+    table's value; one not in the table yields ``default``, or without one the
+    (:data:`NOT_A_LABEL`, detail) pair; a missing (or null) value is MISSING."""
+
+    source: Pointer | Const | KafkaKey | KafkaTimestamp | Header
+    table: Mapping[str, str | int | float | bool]
+    default: str | int | float | bool | None = None
+
+    def pick(self, value: Any, name: str) -> Any:
+        """The table's value for ``value``, else ``default``, else (NOT_A_LABEL, detail)."""
+        tv = type(value)
+        if tv is bool:
+            key: str | None = "true" if value else "false"
+        elif tv is str or tv is int or tv is float:
+            key = str(value)
+        else:  # an object or an array selects nothing
+            key = None
+        if key is not None and key in self.table:
+            return self.table[key]
+        if self.default is not None:
+            return self.default
+        return NOT_A_LABEL, f"{name}: {_describe(self.source)} is {value!r:.64}, not in its map"
+
+
+Source = Pointer | Const | KafkaKey | KafkaTimestamp | Header | Lookup
 
 
 def parse_pointer(text: str) -> Pointer:
@@ -177,14 +213,17 @@ class RecordMapping:
     """A compiled ``[mapping]``: :meth:`apply` builds an envelope object per record."""
 
     fields: tuple[tuple[str, Source], ...]
-    features: Source | tuple[tuple[str, Source], ...] | frozenset[str]
+    features: Source | tuple[tuple[str, Source], ...] | frozenset[str] | None
     """A source of the features object, (name, source) pairs, or the excluded top-level
-    names of ``"*"``."""
-    prediction: Source | PredictionSpec
+    names of ``"*"``; None: the built object has no ``features`` (a label event)."""
+    prediction: Source | PredictionSpec | None
+    """None: the built object has no ``prediction`` (a label event)."""
     segment: Source | tuple[tuple[str, Source], ...]
     uses_key: bool = False
     uses_timestamp: bool = False
     uses_headers: bool = False
+    required: tuple[str, ...] = REQUIRED_FIELDS
+    """The ``fields`` whose missing source makes the record a ``missing_field`` reject."""
 
     def apply(self, obj: dict[str, Any], meta: Meta) -> dict[str, Any] | tuple[str, str]:
         """The envelope object for ``obj``, or (reason, detail) when it cannot be built.
@@ -199,13 +238,15 @@ class RecordMapping:
                 if type(value) is tuple:
                     return value
             if value is MISSING:
-                if name in REQUIRED_FIELDS:
+                if name in self.required:
                     return "missing_field", f"{name}: {_describe(src)} not in the record"
                 continue
             env[name] = value
         feats = self.features
-        if type(feats) is frozenset:
-            features: Any = {k: v for k, v in obj.items() if k not in feats}
+        if feats is None:  # a label event: no features, no prediction
+            features: Any = None
+        elif type(feats) is frozenset:
+            features = {k: v for k, v in obj.items() if k not in feats}
         elif type(feats) is tuple:
             features = {}
             for name, src in feats:
@@ -220,9 +261,12 @@ class RecordMapping:
                 return features
             if features is MISSING:
                 return "missing_field", f"features: {_describe(feats)} not in the record"  # type: ignore[arg-type]
-        env["features"] = features
+        if feats is not None:
+            env["features"] = features
         pred = self.prediction
-        if type(pred) is PredictionSpec:
+        if pred is None:
+            pass
+        elif type(pred) is PredictionSpec:
             built = _prediction(pred, obj, meta, features)
             if type(built) is tuple:
                 return built
@@ -255,6 +299,10 @@ class RecordMapping:
 
 
 def _describe(src: Source) -> str:
+    if type(src) is Lookup:
+        return _describe(src.source)
+    if type(src) is Const:
+        return "a constant"
     if type(src) is Pointer:
         return f"pointer {src.text!r:.80}"
     if type(src) is Header:
@@ -275,6 +323,11 @@ def _value(src: Source, obj: dict[str, Any], meta: Meta, name: str) -> Any:
     if tp is KafkaTimestamp:
         ts = meta.timestamp_ms
         return MISSING if ts is None else ts / 1000.0
+    if tp is Lookup:
+        found = _value(src.source, obj, meta, name)  # type: ignore[union-attr]
+        if found is MISSING or found is None or type(found) is tuple:
+            return MISSING if found is None else found
+        return src.pick(found, name)  # type: ignore[union-attr]
     raw = meta.headers.get(src.name, MISSING)  # type: ignore[union-attr]
     if raw is MISSING or raw is None:
         return MISSING

@@ -19,6 +19,12 @@ topic, in the same transaction, and is matched against the stored prediction the
 In stateless mode, events without an embedded prediction are dead-lettered
 (``no_prediction``).
 
+With a ``[labels_mapping]`` (:mod:`streamproc.contracts.label_mapping`) the records are
+first mapped to label events (a constant model, the Kafka key as request id, the record
+timestamp, a label derived from a business event); a business event whose value is not
+in ``label.map`` is no label event: counted in ``streamproc_non_label_events_total``,
+committed, not dead-lettered.
+
 Dead-lettered once, with a reason: decoder rejects (the prediction log's codes), and repeated
 (model, request_id) pairs (``duplicate_label``: the first label counts). Duplicates are
 recognised within one worker's memory (the committed first copies of the last
@@ -39,7 +45,10 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartit
 
 from streamproc.contracts.framing import deadletter_headers
 from streamproc.contracts.label import LabelBatch, decode_labels
+from streamproc.contracts.label_mapping import decode_mapped_labels
 from streamproc.contracts.limits import DecodeLimits
+from streamproc.contracts.mapped_decode import timestamps_ms
+from streamproc.contracts.mapping import RecordMapping
 from streamproc.core.errors import ProfileFormatError
 from streamproc.core.kinds import FeatureKind
 from streamproc.core.model_profile import ModelProfile
@@ -99,6 +108,9 @@ class LabelsSettings:
     """The label join's labels repartition topic (``[join] mode = "stateful"``): every
     decoded label event goes there, in the same transaction, and the join counts it
     against its stored prediction; None: stateless mode (embedded predictions only)."""
+    mapping: RecordMapping | None = None
+    """Where the label-event fields come from (``[labels_mapping]``); None: the records
+    are label events."""
 
 
 @dataclass
@@ -229,12 +241,30 @@ class LabelsLoop:
         if not good:
             return
         s = self.settings
-        result = decode_labels(
-            [m.value() for m in good],
-            known_models=self.references.is_known,
-            limits=s.limits,
-            max_event_ms=int(time.time() * 1000) + s.max_future_skew_ms,
-        )
+        max_event_ms = int(time.time() * 1000) + s.max_future_skew_ms
+        if s.mapping is None:
+            result = decode_labels(
+                [m.value() for m in good],
+                known_models=self.references.is_known,
+                limits=s.limits,
+                max_event_ms=max_event_ms,
+            )
+        else:  # other record shapes (business events): mapped to label events first
+            mapping = s.mapping
+            result = decode_mapped_labels(
+                mapping,
+                [m.value() for m in good],
+                keys=[m.key() for m in good] if mapping.uses_key else None,
+                timestamps_ms=timestamps_ms(m.timestamp() for m in good)
+                if mapping.uses_timestamp
+                else None,
+                headers=[m.headers() for m in good] if mapping.uses_headers else None,
+                known_models=self.references.is_known,
+                limits=s.limits,
+                max_event_ms=max_event_ms,
+            )
+            if result.not_labels:  # committed with the batch, never dead-lettered
+                self.metrics.non_label_events_total.inc(len(result.not_labels))
         for reject in result.rejects:
             self._dead_letter(good[reject.position], reject.reason, reject.detail)
         groups = self._group(result.batch, good)

@@ -34,6 +34,7 @@ class Metrics(NamedTuple):
     performance_deltas_duplicate_total: Counter
     join_events_total: Counter
     labels_forwarded_total: Counter
+    non_label_events_total: Counter
     join_pending: Gauge
     join_waiting_labels: Gauge
     join_sample_rate: Gauge
@@ -136,6 +137,12 @@ def create(registry: CollectorRegistry | None = None, prefix: str = PREFIX) -> M
         labels_forwarded_total=Counter(
             name("labels_forwarded"),
             "Label events without an embedded prediction sent to the label join",
+            registry=reg,
+        ),
+        non_label_events_total=Counter(
+            name("non_label_events"),
+            "Records of the labels topic that [labels_mapping] maps to no label (a business "
+            "event whose value is not in label.map): committed, not dead-lettered",
             registry=reg,
         ),
         join_pending=Gauge(

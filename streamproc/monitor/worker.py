@@ -138,6 +138,7 @@ class Worker:
                     flush_interval_s=self.flush_interval_s,
                     kafka=kafka,
                     join_topic=join_labels if self.join is not None else None,
+                    mapping=c.labels_mapping.record_mapping(),
                 ),
                 self.references,
                 self.metrics,
