@@ -35,6 +35,7 @@ LAYERS: Final[dict[str, int]] = {
     "offline": 5,  # batch profiles and drift reports
     "broker": 5,  # the local Kafka broker
     "demo": 6,
+    "embed": 6,  # profiling inside a Faust app: ships ingest's deltas
     "cli": 7,  # argparse front end (incl. the config flags)
     "__main__": 8,  # python -m streamproc
 }
