@@ -245,6 +245,7 @@ class JoinLoop:
                 "enable.auto.commit": False,
                 "isolation.level": "read_committed",
                 "enable.partition.eof": True,
+                "fetch.wait.max.ms": 10,  # the end of a partition shows at once, not in 0.5 s
             }
         )
         try:
@@ -483,7 +484,7 @@ def _read_changelog(reader: Consumer, topic: str, task: int, store: PendingStore
         while True:
             batch: list[tuple[bytes, bytes | None]] = []
             at_end = False
-            for msg in reader.consume(num_messages=10_000, timeout=0.5):
+            for msg in reader.consume(num_messages=10_000, timeout=0.1):
                 err = msg.error()
                 if err is not None:
                     if err.code() == KafkaError._PARTITION_EOF:

@@ -6,7 +6,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -292,8 +292,11 @@ def worker_command(
     reference: Path,
     metrics_port: int,
     instance_id: str = "worker-0",
+    labels_topic: str | None = None,
 ) -> list[str]:
-    """The `streamproc worker` command line a user runs, on ``prefix``'s topics."""
+    """The `streamproc worker` command line a user runs, on ``prefix``'s topics (with
+    ``labels_topic``: its labels stage and join too)."""
+    labels = [] if labels_topic is None else ["--labels-topic", labels_topic]
     return [
         str(STREAMPROC),
         "worker",
@@ -313,14 +316,30 @@ def worker_command(
         f"{prefix}.alerts",
         "--reference",
         str(reference),
+        *labels,
     ]
 
 
-def worker_config(path: Path, prefix: str, window: str = "10s", lateness: str = "5s") -> Path:
-    """A config file for :func:`worker_command`: ``prefix``'s topics, small windows."""
+def worker_config(
+    path: Path,
+    prefix: str,
+    window: str = "10s",
+    lateness: str = "5s",
+    **sections: Mapping[str, str | int | float | bool],
+) -> Path:
+    """A config file for :func:`worker_command`: ``prefix``'s topics, small windows, and
+    ``sections`` as more TOML tables (``join={"grace": "10s"}`` → ``[join]``)."""
+    extra = "".join(
+        f"[{name}]\n"
+        + "".join(
+            f"{key} = {str(v).lower() if isinstance(v, bool) else orjson.dumps(v).decode()}\n"
+            for key, v in values.items()
+        )
+        for name, values in sections.items()
+    )
     path.write_text(
         f'[topics]\nprofiles = "{prefix}.profiles"\ndeadletter = "{prefix}.dlq"\n'
-        f'[windows]\nsize = "{window}"\nallowed_lateness = "{lateness}"\n'
+        f'[windows]\nsize = "{window}"\nallowed_lateness = "{lateness}"\n' + extra
     )
     return path
 
