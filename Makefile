@@ -23,7 +23,7 @@ system-deps: ## Install the Debian packages the broker needs (Java 17, Maven) if
 
 setup: system-deps $(BIN)/.installed ## Install system packages, create .venv, install streamproc[test,registry]
 
-demo: setup ## The main command: local Kafka + worker + a live model with a scripted incident (~3 min)
+demo: setup ## The main command: local Kafka + worker + a live model with a scripted incident (~4 min: an input incident and a concept drift)
 	$(BIN)/streamproc demo $(DEMO_ARGS)
 
 test: setup ## Set up, then run every test (unit + integration on a real Kafka broker)

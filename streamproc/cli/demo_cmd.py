@@ -16,13 +16,15 @@ from streamproc.errors import UsageError
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "demo",
-        help="watch streamproc catch a scripted incident live (local Kafka, ~3 minutes)",
+        help="watch streamproc catch a scripted incident live (local Kafka, ~4 minutes)",
         description=(
             "Start a local Kafka broker (unless --bootstrap-servers or "
             "$KAFKA_BOOTSTRAP_SERVERS names one), build a reference profile for a "
             "synthetic credit-risk model, run a worker and produce live prediction traffic "
-            "through a scripted incident: normal traffic, then drift, a null spike and a "
-            "new category, then a stall, then recovery. On a terminal a live view shows "
+            "and delayed labels through a scripted incident: normal traffic, then a concept "
+            "drift (inputs unchanged, the outcomes change: accuracy falls), then drift, a "
+            "null spike and a new category, then a stall, then recovery. On a terminal a "
+            "live view shows "
             "throughput, alerts and the incident timeline in place; otherwise alerts print "
             "as lines as they fire and resolve; /metrics serves the worker's Prometheus "
             "metrics. Ctrl-C stops it cleanly."
@@ -51,7 +53,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--fast",
         action="store_true",
-        help="compressed script (10 s windows, staleness after 6 s; about 50 s in all)",
+        help="compressed script (10 s windows, staleness after 6 s; about 80 s in all)",
     )
     parser.add_argument(
         "--reference-dir",

@@ -151,18 +151,22 @@ def format_summary(
     producing_s: float,
     cause: Mapping[str, str],
     horizon_s: float,
+    labels: tuple[int, int] | None = None,
 ) -> list[str]:
     """The closing summary: volumes, then one line per alert episode: when it fired,
     also after the start of the phase that caused it (``cause[check]``, default
-    ``incident``), and when it resolved, also after the start of ``recovery``."""
+    ``incident``), and when it resolved, also after the start of ``recovery``;
+    ``labels``: (label events produced, labels joined to their prediction)."""
     rate = produced / producing_s if producing_s > 0 else 0.0
     lines = [
         f"Summary: produced {produced:,} events ({rate_text(rate)} while producing), "
         f"the worker processed {processed:,}, dead-letters {deadletters:,}",
     ]
+    if labels is not None:
+        lines.append(f"  labels: produced {labels[0]:,}, joined to their prediction {labels[1]:,}")
     if not timings:
         return [*lines, "  no alerts"]
-    lines.append(f"  {'check':<17} {'feature':<22} {'severity':<8}  {'fired':<30}  resolved")
+    lines.append(f"  {'check':<17} {'feature':<22} {'severity':<8}  {'fired':<35}  resolved")
     recovery = phase_starts.get("recovery")
     still_slow = False
     for t in sorted(timings, key=lambda t: t.fired_s):
@@ -179,7 +183,7 @@ def format_summary(
             if recovery is not None and t.resolved_s >= recovery:
                 resolved += f" ({t.resolved_s - recovery:.1f}s after recovery)"
         lines.append(
-            f"  {t.check:<17} {t.feature or '-':<22} {t.severity:<8}  {fired:<30}  {resolved}"
+            f"  {t.check:<17} {t.feature or '-':<22} {t.severity:<8}  {fired:<35}  {resolved}"
         )
     if still_slow:
         lines.append(

@@ -13,6 +13,13 @@ predicted label and a serving latency. :func:`sample` draws ``n`` rows; with an
 * ``channel`` gains a category never seen in training, ``partner_api``, on
   ``new_category_share`` of rows (a partner integration goes live).
 
+The ground truth (did the applicant default?) comes from the same generative process:
+:func:`outcomes` draws it from the score, ``P(default) = sigmoid(k · logit(score))`` with
+``k = TRUTH_SHARPNESS`` (the outcome is more certain than the model says, so the
+predicted label is right about 94% of the time). With a :class:`ConceptDrift` the
+relationship flips for ``flip_share`` of rows: the inputs and the scores stay exactly
+what they were, only the outcomes change (concept drift).
+
 Everything is vectorized numpy; one call per producer tick.
 """
 
@@ -25,6 +32,7 @@ from typing import Any, Final
 import numpy as np
 import pyarrow as pa
 
+from streamproc.core import reference_performance
 from streamproc.core.model_profile import ModelProfile
 
 MODEL: Final = "credit-risk"
@@ -83,6 +91,20 @@ class Incident:
     income_shift_sd: float = 1.0
     null_share: float = 0.30
     new_category_share: float = 0.12
+
+
+@dataclass(frozen=True)
+class ConceptDrift:
+    """What goes wrong in the concept-drift phase: the outcome of ``flip_share`` of the
+    applications is the opposite of what the model's process says (inputs unchanged)."""
+
+    flip_share: float = 0.40
+
+
+POSITIVE: Final = "deny"
+"""The positive class (the applicant defaults, so the model should deny)."""
+TRUTH_SHARPNESS: Final = 5.0
+"""``k`` of :func:`outcomes`."""
 
 
 @dataclass
@@ -158,6 +180,20 @@ def sample(rng: np.random.Generator, n: int, incident: Incident | None = None) -
     return Sample(features, np.round(scores, 5), labels, latency)
 
 
+def outcomes(
+    rng: np.random.Generator, scores: np.ndarray, drift: ConceptDrift | None = None
+) -> np.ndarray:
+    """The true outcome of each scored application, ``"deny"`` (it defaulted) or
+    ``"approve"``: ``P(default) = sigmoid(k · logit(score))``; ``drift`` flips it for a
+    share of rows (see the module docstring)."""
+    s = np.clip(np.asarray(scores, dtype=np.float64), 1e-6, 1.0 - 1e-6)
+    p = 1.0 / (1.0 + np.exp(-TRUTH_SHARPNESS * np.log(s / (1.0 - s))))
+    defaulted = rng.random(len(s)) < p
+    if drift is not None and drift.flip_share > 0:
+        defaulted ^= rng.random(len(s)) < drift.flip_share
+    return np.where(defaulted, POSITIVE, "approve").astype(object)
+
+
 def _column(values: np.ndarray) -> Any:
     """A reference column: numeric object arrays with ``None`` become masked pyarrow arrays."""
     if values.dtype == object and not any(isinstance(v, str) for v in values[:10]):
@@ -168,9 +204,11 @@ def _column(values: np.ndarray) -> Any:
 
 
 def build_reference(n: int = 50_000, seed: int = 20240601) -> ModelProfile:
-    """The reference profile from ``n`` rows of "training data" (no incident)."""
+    """The reference profile from ``n`` rows of "training data" (no incident), with the
+    reference performance of the validation outcomes (:func:`outcomes`; positive class
+    :data:`POSITIVE`) that the performance checks compare labeled windows with."""
     s = sample(np.random.default_rng(seed), n)
-    return ModelProfile.build_reference(
+    profile = ModelProfile.build_reference(
         MODEL,
         MODEL_VERSION,
         {name: _column(col) for name, col in s.features.items()},
@@ -180,3 +218,9 @@ def build_reference(n: int = 50_000, seed: int = 20240601) -> ModelProfile:
         latency_ms=s.latency_ms,
         source="streamproc demo: synthetic credit-risk training data",
     )
+    truth = outcomes(np.random.default_rng(seed + 1), s.scores)
+    perf = reference_performance.build(
+        list(truth), scores=s.scores, predicted=list(s.labels), positive=POSITIVE
+    )
+    profile.metadata[reference_performance.KEY] = perf.to_meta()
+    return profile

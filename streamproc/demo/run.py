@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import queue
+import shutil
 import tempfile
 import threading
 import uuid
@@ -26,9 +27,11 @@ from streamproc.demo.model import MODEL, build_reference
 from streamproc.demo.script import STANDARD, Script
 from streamproc.demo.session import DemoResult, Session
 from streamproc.demo.setup import (
+    LABEL_PARTITIONS,
     PREDICTION_PARTITIONS,
     delete_topics,
     demo_config,
+    internal_topics,
     kafka_broker,
     topic_names,
 )
@@ -40,7 +43,12 @@ from streamproc.monitor.worker import Worker
 
 __all__ = ["DemoOptions", "DemoResult", "alert_timings", "run_demo"]
 
-CAUSE = {"staleness": "stall"}
+CAUSE = {
+    "staleness": "stall",
+    "performance_drop": "concept_drift",
+    "calibration_drift": "concept_drift",
+    "label_drift": "concept_drift",
+}
 """The phase whose start each check's alert is timed from (default: the incident)."""
 
 
@@ -73,14 +81,15 @@ def run_demo(
     result = DemoResult()
     with kafka_broker(options.bootstrap_servers, work / "kafka", console.line) as broker:
         servers = result.bootstrap_servers = broker.bootstrap_servers
-        config = demo_config(servers, uuid.uuid4().hex[:8], script, port)
+        config = demo_config(servers, uuid.uuid4().hex[:8], script, port, work / "join")
         topics = topic_names(config)
         try:
             _live(options, console, stop, result, config, ref_dir, port, broker.started)
         finally:
             gc.collect()  # drop the worker's clients before their broker goes away
+            shutil.rmtree(work / "join", ignore_errors=True)
             if not broker.started:
-                delete_topics(servers, list(topics.values()))
+                delete_topics(servers, [*topics.values(), *internal_topics(config)])
     _print_summary(console, script, result)
     return result
 
@@ -104,11 +113,24 @@ def _live(
     servers = config.kafka.bootstrap_servers
     base: dict[str, Any] = {**config.kafka.client, "bootstrap.servers": servers}
     topics = topic_names(config)
-    ensure_topics(AdminClient(base), [TopicSpec(topics["predictions"], PREDICTION_PARTITIONS)])
+    ensure_topics(
+        AdminClient(base),
+        [
+            TopicSpec(topics["predictions"], PREDICTION_PARTITIONS),
+            TopicSpec(topics["labels"], LABEL_PARTITIONS),
+        ],
+    )
     alerts: queue.Queue[dict[str, Any]] = queue.Queue()
-    worker = Worker(config, ReferenceSet.of([reference]), on_alert=lambda a: alerts.put(dict(a)))
-    traffic = Traffic(base, topics["predictions"], script, options.rate)
-    t = script.timings
+    worker = Worker(
+        config,
+        ReferenceSet.of([reference]),
+        on_alert=lambda a: alerts.put(dict(a)),
+        labels_topic=topics["labels"],
+    )
+    traffic = Traffic(
+        base, topics["predictions"], script, options.rate, labels_topic=topics["labels"]
+    )
+    t, lb = script.timings, script.labels
     header = display.Header(
         broker=servers,
         broker_note=(
@@ -119,6 +141,8 @@ def _live(
         topics={
             **topics,
             "predictions": f"{topics['predictions']} ({PREDICTION_PARTITIONS} partitions)",
+            "labels": f"{topics['labels']} ({LABEL_PARTITIONS} partitions; "
+            f"{lb.share:.0%} of predictions, {lb.min_delay_s:g}–{lb.max_delay_s:g} s later)",
         },
         reference_path=str(result.reference_path),
         metrics_url=f"http://localhost:{port}/metrics",
@@ -128,7 +152,8 @@ def _live(
         timings=(
             f"windows {t.window_s:g} s, allowed lateness {t.allowed_lateness_s:g} s, "
             f"evaluation every {t.evaluation_s:g} s, rolling horizon "
-            f"{t.rolling_horizon_s:g} s, staleness after {t.staleness_s:g} s"
+            f"{t.rolling_horizon_s:g} s, staleness after {t.staleness_s:g} s; "
+            "labels joined by request id (stateful join)"
         ),
     )
     duration = options.duration_s if options.duration_s is not None else script.seconds
@@ -165,6 +190,7 @@ def _print_summary(console: display.Console, script: Script, result: DemoResult)
         producing_s=script.producing_seconds(result.elapsed_s),
         cause=CAUSE,
         horizon_s=script.timings.rolling_horizon_s,
+        labels=(result.labels_produced, result.labels_joined),
     )
     console.show_summary(lines, timings)
     if result.reference_path is not None:

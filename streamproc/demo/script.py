@@ -1,18 +1,29 @@
 """The demo's scripted incident: phases on a wall-clock timeline, and the worker timings.
 
-Four phases, run once:
+Five phases, run once:
 
-1. ``normal``   — traffic as in training;
-2. ``incident`` — two features drift, a null spike, a new category (see
-   :class:`streamproc.demo.model.Incident`);
-3. ``stall``    — the serving system stops logging: nothing is produced for longer
+1. ``normal``        — traffic as in training;
+2. ``concept_drift`` — inputs and scores as in training, but the outcome flips for 40%
+   of the applications (:class:`streamproc.demo.model.ConceptDrift`): only the labels
+   show it, when they arrive;
+3. ``incident``      — two features drift, a null spike, a new category (see
+   :class:`streamproc.demo.model.Incident`); the outcomes follow the model again;
+4. ``stall``         — the serving system stops logging: nothing is produced for longer
    than the staleness threshold;
-4. ``recovery`` — normal traffic again, so every alert resolves.
+5. ``recovery``      — normal traffic again, so every alert resolves.
+
+Throughout, :class:`Labels` says which share of predictions gets its label, and after
+how long (event time: the label's timestamp is when it is produced).
 
 Timings are chosen so that each alert has time to fire and to resolve: the stall is
 longer than the staleness threshold (plus two evaluations, the lifecycle's "2 of 3")
 and at least one window long, so the first window after it holds recovery data only.
-:data:`STANDARD` runs about three minutes; :data:`FAST` (``--fast``) under a minute.
+A labeled window is judged once (its first verdict with enough labels, a few seconds
+after it starts), so the concept drift lasts two windows and a few seconds — two
+breaching windows fire ``performance_drop`` — and the clean windows of the incident
+and the recovery (three in a row) resolve it.
+:data:`STANDARD` runs about four minutes; :data:`FAST` (``--fast``) under a minute and
+a half.
 """
 
 from __future__ import annotations
@@ -27,6 +38,8 @@ class Phase:
     seconds: float
     incident: bool = False
     """Draw traffic with the incident applied."""
+    concept_drift: bool = False
+    """Draw the outcomes (labels) with the concept drift applied."""
     produce: bool = True
     """False: the stall, nothing is produced."""
     title: str = ""
@@ -44,10 +57,23 @@ class Timings:
 
 
 @dataclass(frozen=True)
+class Labels:
+    """Delayed ground truth: ``share`` of the predictions get a label event, after
+    ``min_delay_s`` plus an exponential delay of mean ``mean_delay_s``, at most
+    ``max_delay_s`` (seconds, event time = wall clock)."""
+
+    share: float = 0.7
+    min_delay_s: float = 2.0
+    mean_delay_s: float = 10.0
+    max_delay_s: float = 60.0
+
+
+@dataclass(frozen=True)
 class Script:
     name: str
     phases: tuple[Phase, ...]
     timings: Timings
+    labels: Labels = Labels()
 
     @property
     def seconds(self) -> float:
@@ -94,11 +120,28 @@ class Script:
                 raise ValueError(f"stall of {stall.seconds:g}s cannot fire staleness (> {need:g}s)")
             if stall.seconds < t.window_s:
                 raise ValueError("the stall must last at least one window")
+        drift = next((p for p in self.phases if p.concept_drift), None)
+        if drift is not None:
+            # two windows whose first labeled seconds fall in the phase (2 of 3 fire)
+            need = 2 * t.window_s + self.labels.min_delay_s + 1
+            if drift.seconds < need:
+                raise ValueError(
+                    f"concept drift of {drift.seconds:g}s cannot fire performance_drop "
+                    f"(>= {need:g}s: two windows and the first labels)"
+                )
 
 
-def _phases(normal: float, incident: float, stall: float, recovery: float) -> tuple[Phase, ...]:
+def _phases(
+    normal: float, drift: float, incident: float, stall: float, recovery: float
+) -> tuple[Phase, ...]:
     return (
         Phase("normal", normal, title="traffic as in training"),
+        Phase(
+            "concept_drift",
+            drift,
+            concept_drift=True,
+            title="inputs as in training, but the outcome flips for 40% of applications",
+        ),
         Phase(
             "incident",
             incident,
@@ -113,11 +156,11 @@ def _phases(normal: float, incident: float, stall: float, recovery: float) -> tu
 
 STANDARD: Final = Script(
     "standard",
-    _phases(normal=30, incident=45, stall=35, recovery=70),
+    _phases(normal=30, drift=65, incident=45, stall=35, recovery=70),
     Timings(window_s=30, allowed_lateness_s=2, rolling_horizon_s=60, staleness_s=20),
 )
 FAST: Final = Script(
     "fast",
-    _phases(normal=10, incident=14, stall=12, recovery=16),
+    _phases(normal=10, drift=25, incident=14, stall=12, recovery=20),
     Timings(window_s=10, allowed_lateness_s=1, rolling_horizon_s=10, staleness_s=6),
 )

@@ -31,6 +31,9 @@ class DemoResult:
     """(seconds after the script start, alert message)."""
     produced: int = 0
     processed: int = 0
+    labels_produced: int = 0
+    labels_joined: int = 0
+    """Label events that met their prediction (``streamproc_labels_total``)."""
     deadletters: int = 0
     elapsed_s: float = 0.0
     began: float = 0.0
@@ -62,11 +65,12 @@ class WorkerThread:
             self.error = exc
 
     def start(self, timeout_s: float = 90.0) -> None:
-        """Start, and wait until both stages have their partitions."""
+        """Start, and wait until every stage has its partitions."""
         self.thread.start()
         w = self.worker
+        stages = [w.ingest, w.aggregate, *(s for s in (w.labels, w.join) if s is not None)]
         deadline = time.monotonic() + timeout_s
-        while not (w.ingest.ready.is_set() and w.aggregate.ready.is_set()):
+        while not all(stage.ready.is_set() for stage in stages):
             self.check()
             if time.monotonic() > deadline:
                 raise UsageError(f"the worker did not get its partitions in {timeout_s:.0f} s")
@@ -127,15 +131,22 @@ class Session:
             registry = self.worker.metrics.registry
             self.result.produced = self.traffic.produced
             self.result.processed = int(counter_total(registry, "streamproc_events_total"))
+            self.result.labels_produced = self.traffic.labels_produced
+            self.result.labels_joined = int(counter_total(registry, "streamproc_labels_total"))
             self.result.deadletters = int(counter_total(registry, "streamproc_deadletter_total"))
             self.console.close()
 
     def _let_worker_catch_up(self, runner: WorkerThread, timeout_s: float = 5.0) -> None:
-        """Wait (briefly) until the worker has read everything produced."""
+        """Wait (briefly) until the worker has read everything produced (and joined
+        every label produced)."""
         registry = self.worker.metrics.registry
         deadline = time.monotonic() + timeout_s
         while runner.thread.is_alive() and time.monotonic() < deadline:
-            if counter_total(registry, "streamproc_events_total") >= self.traffic.produced:
+            if (
+                counter_total(registry, "streamproc_events_total") >= self.traffic.produced
+                and counter_total(registry, "streamproc_labels_total")
+                >= self.traffic.labels_produced
+            ):
                 return
             time.sleep(0.1)
 

@@ -23,9 +23,12 @@ from streamproc.broker.local import LocalBroker, free_port, wait_ready
 from streamproc.config import MonitorConfig, config_from_mapping
 from streamproc.demo.script import Script
 from streamproc.errors import UsageError
+from streamproc.monitor.join_stage import join_topic_names
 from streamproc.monitor.worker import state_topic_name
 
 PREDICTION_PARTITIONS = 4
+LABEL_PARTITIONS = 2
+"""Fewer than the predictions': the worker's join repartitions by request id anyway."""
 
 
 @dataclass(frozen=True)
@@ -67,8 +70,11 @@ def _ms(seconds: float) -> str:
     return f"{round(seconds * 1000)}ms"
 
 
-def demo_config(servers: str, run: str, script: Script, metrics_port: int) -> MonitorConfig:
-    """Worker configuration: run-unique topics and group, the script's short windows."""
+def demo_config(
+    servers: str, run: str, script: Script, metrics_port: int, join_dir: Path | None = None
+) -> MonitorConfig:
+    """Worker configuration: run-unique topics and group, the script's short windows;
+    the label join's stores in ``join_dir`` (default: under the temporary directory)."""
     t = script.timings
     prefix = f"streamproc-demo-{run}"
     return config_from_mapping(
@@ -82,10 +88,13 @@ def demo_config(servers: str, run: str, script: Script, metrics_port: int) -> Mo
             },
             "topics": {
                 "predictions": f"{prefix}.predictions",
+                "labels": f"{prefix}.labels",
                 "alerts": f"{prefix}.alerts",
                 "deadletter": f"{prefix}.deadletter",
                 "profiles": f"{prefix}.profiles",
+                "retrain": f"{prefix}.retrain",
             },
+            "join": {"mode": "stateful", "state_dir": str(join_dir) if join_dir else ""},
             "windows": {
                 "size": _ms(t.window_s),
                 "allowed_lateness": _ms(t.allowed_lateness_s),
@@ -103,15 +112,22 @@ def demo_config(servers: str, run: str, script: Script, metrics_port: int) -> Mo
 
 
 def topic_names(config: MonitorConfig) -> dict[str, str]:
-    """Every topic of the demo, by role."""
+    """The demo's topics by role (those its header lists; see :func:`internal_topics`)."""
     t = config.topics
     return {
         "predictions": t.predictions,
+        "labels": t.labels,
         "profiles": t.profiles,
         "state": state_topic_name(t.profiles),
         "alerts": t.alerts,
         "dead-letter": t.deadletter,
     }
+
+
+def internal_topics(config: MonitorConfig) -> list[str]:
+    """The worker's other topics: the label join's two repartition topics and its
+    changelog, and the retrain topic."""
+    return [*join_topic_names(config.topics.profiles), config.topics.retrain]
 
 
 def delete_topics(servers: str, names: list[str]) -> None:

@@ -5,10 +5,16 @@ synthetic model (:mod:`streamproc.demo.model`) — with the incident applied whi
 script says so, none at all during the stall — encodes them as prediction-log records
 (``schemas/prediction_log.schema.json``; event time = the wall clock, spread across the
 tick) and produces them keyed by request id, so they spread over the topic's partitions.
+
+With a labels topic it also plays the ground truth: for the script's ``labels.share`` of
+the predictions it draws the outcome (:func:`streamproc.demo.model.outcomes`, with the
+concept drift applied while the script says so) and produces a label event
+(``schemas/label_event.schema.json``) once its delay has passed, timestamped then.
 """
 
 from __future__ import annotations
 
+import heapq
 import logging
 import threading
 import time
@@ -19,8 +25,16 @@ import numpy as np
 import orjson
 from confluent_kafka import KafkaError, Message, Producer
 
-from streamproc.demo.model import MODEL, MODEL_VERSION, Incident, Sample, sample
-from streamproc.demo.script import Phase, Script
+from streamproc.demo.model import (
+    MODEL,
+    MODEL_VERSION,
+    ConceptDrift,
+    Incident,
+    Sample,
+    outcomes,
+    sample,
+)
+from streamproc.demo.script import Labels, Phase, Script
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +66,21 @@ def encode(s: Sample, *, start_s: float, span_s: float, first_id: int) -> list[t
     return out
 
 
+def label_event(request_id: str, label: str, at_s: float) -> tuple[bytes, bytes]:
+    """A label event (key, value) for ``request_id``, known at ``at_s``."""
+    record = {"model": MODEL, "request_id": request_id, "timestamp": round(at_s, 6), "label": label}
+    return request_id.encode(), orjson.dumps(record)
+
+
+def label_delays(rng: np.random.Generator, n: int, labels: Labels) -> np.ndarray:
+    """``n`` label delays (seconds): the minimum plus an exponential, capped."""
+    extra = rng.exponential(labels.mean_delay_s, n) if labels.mean_delay_s > 0 else np.zeros(n)
+    return np.minimum(labels.min_delay_s + extra, labels.max_delay_s)
+
+
 class Traffic:
-    """Produces the script's traffic until stopped; ``produced`` counts delivered records."""
+    """Produces the script's traffic until stopped; ``produced`` counts delivered
+    prediction records, ``labels_produced`` delivered label events."""
 
     def __init__(
         self,
@@ -65,8 +92,17 @@ class Traffic:
         seed: int = 1,
         incident: Incident | None = None,
         clock: Callable[[], float] = time.time,
+        labels_topic: str | None = None,
+        drift: ConceptDrift | None = None,
     ) -> None:
         self.topic = topic
+        self.labels_topic = labels_topic
+        self.drift = drift or ConceptDrift()
+        self.label_rng = np.random.default_rng(seed + 1_000_003)
+        self.pending: list[tuple[float, int, str, str]] = []
+        """Label events not yet due: (due epoch seconds, request number, id, label)."""
+        self.labels_sent = 0
+        self.labels_produced = 0
         self.script = script
         self.rate = rate
         self.incident = incident or Incident()
@@ -92,6 +128,7 @@ class Traffic:
         """Produce one tick's records; returns how many were handed to the producer."""
         self.phase_index, self.phase = self.phase_now(elapsed_s)
         self.producer.poll(0)
+        self._due_labels(now_s)
         if not self.phase.produce:
             self._carry = 0.0
             return 0
@@ -103,14 +140,51 @@ class Traffic:
         rows = sample(self.rng, n, self.incident if self.phase.incident else None)
         records = encode(rows, start_s=now_s, span_s=TICK_S, first_id=self.sent)
         for key, value in records:
-            while True:
-                try:
-                    self.producer.produce(self.topic, value, key, on_delivery=self._delivered)
-                    break
-                except BufferError:
-                    self.producer.poll(0.05)
+            self._produce(self.topic, key, value, self._delivered)
+        if self.labels_topic is not None:
+            self._schedule_labels(rows, now_s)
         self.sent += n
         return n
+
+    def _produce(
+        self, topic: str, key: bytes, value: bytes, on_delivery: Callable[..., None]
+    ) -> None:
+        while True:
+            try:
+                self.producer.produce(topic, value, key, on_delivery=on_delivery)
+                return
+            except BufferError:
+                self.producer.poll(0.05)
+
+    def _schedule_labels(self, rows: Sample, now_s: float) -> None:
+        """Draw the outcomes of this tick's rows; queue the labeled share's events."""
+        rng, n, labels = self.label_rng, rows.n, self.script.labels
+        truth = outcomes(rng, rows.scores, self.drift if self.phase.concept_drift else None)
+        chosen = np.flatnonzero(rng.random(n) < labels.share)
+        delays = label_delays(rng, len(chosen), labels)
+        step = TICK_S / n
+        for j, delay in zip(chosen.tolist(), delays.tolist(), strict=True):
+            number = self.sent + j
+            due = now_s + j * step + delay
+            heapq.heappush(self.pending, (due, number, f"r-{number}", str(truth[j])))
+
+    def _due_labels(self, now_s: float) -> None:
+        """Produce the label events whose delay has passed (timestamped when due)."""
+        if self.labels_topic is None:
+            return
+        while self.pending and self.pending[0][0] <= now_s:
+            due, _number, rid, label = heapq.heappop(self.pending)
+            key, value = label_event(rid, label, due)
+            self._produce(self.labels_topic, key, value, self._label_delivered)
+            self.labels_sent += 1
+
+    def _label_delivered(self, err: KafkaError | None, _msg: Message) -> None:
+        with self._lock:
+            if err is None:
+                self.labels_produced += 1
+            else:
+                self.failed += 1
+                self.last_error = str(err)
 
     def _delivered(self, err: KafkaError | None, _msg: Message) -> None:
         with self._lock:

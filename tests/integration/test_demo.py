@@ -1,5 +1,9 @@
 """`streamproc demo --fast` on the real broker: every scripted failure alerts, then resolves.
 
+The concept drift (inputs unchanged, 40% of the outcomes flipped) shows only in the
+delayed labels: ``performance_drop`` fires during it, no input check does, and it
+resolves on the clean labeled windows after it.
+
 Runs the command as a user would (a subprocess, output not a TTY) and judges it by what
 it prints: the alert lines (time since the script start, status, severity, check,
 feature) against the script's phase boundaries, the /metrics endpoint it announces,
@@ -24,6 +28,8 @@ ALERT = re.compile(
 )
 METRICS = re.compile(r"^\s+metrics\s+(?P<url>http://\S+)$")
 SUMMARY = re.compile(r"produced ([\d,]+) events .* the worker processed ([\d,]+), dead-letters 0")
+LABELS = re.compile(r"labels: produced ([\d,]+), joined to their prediction ([\d,]+)")
+INPUT_CHECKS = {"feature_drift", "slow_drift", "prediction_drift", "completeness", "cardinality"}
 
 
 @dataclass(frozen=True)
@@ -73,7 +79,22 @@ def test_demo_fast_fires_and_resolves_every_scripted_alert(bootstrap_servers: st
         m = ALERT.match(line)
         if m:
             alerts.append(Line(float(m["at"]), m["status"], m["check"], m["feature"]))
+    labels = LABELS.search(text)
+    assert labels, text
+    labels_produced, joined = (int(g.replace(",", "")) for g in labels.groups())
+    # 70% of the predictions, less those still waiting for their delay at the end
+    assert 0.5 * produced < labels_produced < 0.7 * produced, text
+    assert joined > 0.95 * labels_produced, text
+
+    drift = FAST.start_of("concept_drift")
     incident, stall, recovery = (FAST.start_of(p) for p in ("incident", "stall", "recovery"))
+    fired = _first(alerts, "FIRING", "performance_drop")
+    assert fired is not None and drift < fired < stall, text
+    resolved = _first(alerts, "RESOLVED", "performance_drop")
+    assert resolved is not None and resolved > max(fired, incident), text
+    # inputs and scores are unchanged: no input check fires before the input incident
+    early = [x for x in alerts if x.at < incident and x.status != "RESOLVED"]
+    assert not [x for x in early if x.check in INPUT_CHECKS], text
     expected = [
         ("feature_drift", "income"),
         ("feature_drift", "loan_purpose"),
@@ -102,4 +123,8 @@ def test_demo_fast_fires_and_resolves_every_scripted_alert(bootstrap_servers: st
         "cardinality",
         "staleness",
         "volume",  # the stall leaves windows short of events: a volume change is real
+        "performance_drop",
+        # the flipped outcomes also move the Brier score and the class prior
+        "calibration_drift",
+        "label_drift",
     }, text

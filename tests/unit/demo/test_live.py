@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from typing import Any
 
@@ -23,6 +24,8 @@ HEADER = Header(
     script_seconds=FAST.seconds,
     timings="windows 10 s",
 )
+SCRIPT = dataclasses.replace(FAST, phases=tuple(p for p in FAST.phases if not p.concept_drift))
+"""FAST without its concept drift: normal 10 s, incident, stall, recovery."""
 
 
 def _status(elapsed: float, processed_per_s: float, firing: int = 0) -> Status:
@@ -66,7 +69,7 @@ def test_sparkline_scales_to_the_maximum_and_shows_gaps() -> None:
 
 
 def test_model_tracks_alert_states_and_episodes() -> None:
-    model = live.LiveModel(FAST)
+    model = live.LiveModel(SCRIPT)
     model.on_alert(_alert("firing"), 12.0)
     model.on_alert(_alert("firing"), 14.0)  # a re-notification: same episode
     model.on_alert(_alert("firing", "fp2", check="staleness", feature=None), 30.0)
@@ -82,7 +85,7 @@ def test_model_tracks_alert_states_and_episodes() -> None:
 
 
 def test_render_shows_header_throughput_alerts_and_timeline() -> None:
-    model = live.LiveModel(FAST)
+    model = live.LiveModel(SCRIPT)
     model.on_header(HEADER)
     model.on_phase(1)
     for t in range(1, 15):
@@ -92,7 +95,7 @@ def test_render_shows_header_throughput_alerts_and_timeline() -> None:
     text = _text(live.render(model))
     lines = text.splitlines()
     assert "model credit-risk" in text and "broker 127.0.0.1:9092" in text
-    assert "+14s of 52s" in text and "phase 2/4 incident" in text
+    assert "+14s of 56s" in text and "phase 2/4 incident" in text
     assert "processed 1,000/s (13,860)" in text and "alerts firing 1" in text
     spark = next(line for line in lines if line.startswith("events/s"))
     assert "████ █████████]" in spark  # the zero second is a gap
@@ -107,7 +110,7 @@ def test_render_shows_header_throughput_alerts_and_timeline() -> None:
 
 
 def test_summary_marks_every_phase_done() -> None:
-    model = live.LiveModel(FAST)
+    model = live.LiveModel(SCRIPT)
     model.on_alert(_alert("firing"), 12.5)
     model.on_alert(_alert("firing", "fp2", feature="channel"), 12.9)  # one group with fp1
     model.on_alert(_alert("resolved"), 40.0)
@@ -134,3 +137,15 @@ def test_live_console_draws_in_place_and_leaves_the_final_frame() -> None:
     assert text.startswith("starting a local broker")
     assert "Summary: produced 1,000 events" in text and "feature_drift" in text
     assert console.live is None and console.model is not None and console.model.finished
+
+
+def test_timeline_shows_the_concept_drift_and_its_performance_alert() -> None:
+    model = live.LiveModel(FAST)
+    model.on_phase(1)
+    drift = FAST.start_of("concept_drift")
+    alert = _alert("firing", "fp9", check="performance_drop", feature=None)
+    model.on_alert(alert, drift + 21.0)
+    lines = _text(live.render(model)).splitlines()
+    row = next(i for i, x in enumerate(lines) if "▶" in x and "concept_drift" in x)
+    assert "outcome flips for 40%" in lines[row]
+    assert "▲ fired 21.0s into concept_drift: performance_drop" in lines[row + 1]
