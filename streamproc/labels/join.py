@@ -54,8 +54,8 @@ DAY_MS: Final = 86_400_000
 DEFAULT_HORIZON_MS: Final = 30 * DAY_MS
 DEFAULT_GRACE_MS: Final = 3_600_000
 DEFAULT_BUDGET: Final = 20_000_000
-"""Pending predictions per store before sampling: ~2.6 GB on disk at the measured
-~130 bytes per entry (benchmarks/bench_label_store.py)."""
+"""Pending predictions per store before sampling: ~2.2 GB on disk at the measured
+~110 bytes per entry at 1e7 entries (benchmarks/bench_label_store.py)."""
 DEFAULT_MAX_WORK: Final = 20_000
 NO_PREDICTION: Final = "no_prediction"
 PAST_RETENTION: Final = "past_retention"
