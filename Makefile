@@ -7,7 +7,7 @@ DEMO_ARGS ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help system-deps setup demo test test-unit test-integration lint format typecheck image-check ci broker-start broker-stop broker-status clean \
-	bench-offline bench-ingest bench-latency bench-state bench-scaleout bench-hostile bench-soak sim-false-alarms
+	bench-offline bench-ingest bench-latency bench-state bench-scaleout bench-hostile bench-soak bench-worker sim-false-alarms
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-18s %s\n", $$1, $$2}'
@@ -88,6 +88,9 @@ bench-hostile: setup ## Benchmark: `streamproc worker` peak RSS, hostile input m
 
 bench-soak: setup ## Soak: `streamproc worker` 30 min at 1,000 events/s, a fault every 5 min (RSS, lag, recovery)
 	$(BIN)/python benchmarks/bench_soak.py
+
+bench-worker: setup ## Benchmark: `streamproc worker` events/s and CPU/event vs consume + orjson, 1 and 2 cores, live and replay
+	$(BIN)/python benchmarks/bench_worker.py
 
 sim-false-alarms: setup ## Simulation: false-alarm rate per check and shape, windows of 100 .. 1e6 from the reference (~8 min)
 	$(BIN)/python benchmarks/sim_false_alarms.py --out benchmarks/sim_false_alarms.json
