@@ -238,31 +238,31 @@ class JoinLoop:
         began = time.monotonic()
         self._close_stores()
         s = self.settings
-        reader = self.clients.consumer(
-            {
-                **s.kafka,
-                "group.id": f"{s.group_id}-restore",
-                "enable.auto.commit": False,
-                "isolation.level": "read_committed",
-                "enable.partition.eof": True,
-                "fetch.wait.max.ms": 10,  # the end of a partition shows at once, not in 0.5 s
-            }
-        )
-        try:
-            for task in tasks:
-                path = s.state_dir / f"task-{task}"
-                shutil.rmtree(path, ignore_errors=True)
-                kv = RocksKV(path)
-                try:
-                    store = PendingStore(kv)
-                    restored = _read_changelog(reader, s.changelog_topic, task, store)
-                except BaseException:
-                    kv.close()  # a restart opens it again
-                    raise
-                self.joins[task] = LabelJoin(store, s.policy)
-                log.info("join task %d: %d changelog records restored", task, restored)
-        finally:
-            reader.close()
+        settings = {
+            **s.kafka,
+            "group.id": f"{s.group_id}-restore",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+            "enable.partition.eof": True,
+            "fetch.wait.max.ms": 10,  # the end of a partition shows at once, not in 0.5 s
+        }
+        for task in tasks:
+            path = s.state_dir / f"task-{task}"
+            shutil.rmtree(path, ignore_errors=True)
+            kv = RocksKV(path)
+            # a reader per task: nothing of one partition's read (a late end-of-partition
+            # event) can reach another's, which would end its restore early
+            reader = self.clients.consumer(settings)
+            try:
+                store = PendingStore(kv)
+                restored = _read_changelog(reader, s.changelog_topic, task, store)
+            except BaseException:
+                kv.close()  # a restart opens it again
+                raise
+            finally:
+                reader.close()
+            self.joins[task] = LabelJoin(store, s.policy)
+            log.info("join task %d: %d changelog records restored", task, restored)
         self.metrics.join_restore_seconds.set(time.monotonic() - began)
         self._report_sizes()
 
@@ -419,7 +419,9 @@ class JoinLoop:
             join = self.joins.get(task)
             if join is None:
                 continue
-            seq[task] = int(join.store.meta.get("seq", 0)) + 1
+            # strictly above the last committed one, and a wall-clock ms: a delta's
+            # dedupe range never repeats one the aggregate applied, even across owners
+            seq[task] = max(int(join.store.meta.get("seq", 0)) + 1, int(time.time() * 1000))
             join.store.meta["seq"] = seq[task]
             for key, value in join.store.commit():
                 self._produce(s.changelog_topic, key, value, partition=task)
@@ -485,6 +487,8 @@ def _read_changelog(reader: Consumer, topic: str, task: int, store: PendingStore
             batch: list[tuple[bytes, bytes | None]] = []
             at_end = False
             for msg in reader.consume(num_messages=10_000, timeout=0.1):
+                if msg.topic() != topic or msg.partition() != task:
+                    continue  # not this partition's (never expected; never trusted)
                 err = msg.error()
                 if err is not None:
                     if err.code() == KafkaError._PARTITION_EOF:
