@@ -45,6 +45,7 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from streamproc.checks.lifecycle import LifecyclePolicy
+from streamproc.checks.performance_checks import PerformancePolicy
 from streamproc.checks.policy import EvaluationPolicy
 from streamproc.checks.result import CHECK_NAMES
 from streamproc.checks.retrain import RetrainPolicy
@@ -105,6 +106,7 @@ _SERVICE: Final = ServicePolicy()
 _LIFECYCLE: Final = LifecyclePolicy()
 _JOIN: Final = JoinPolicy()
 _RETRAIN: Final = RetrainPolicy()
+_PERFORMANCE: Final = PerformancePolicy()
 
 
 @dataclass(frozen=True)
@@ -164,6 +166,64 @@ class RetrainConfig:
 
     def policy(self) -> RetrainPolicy:
         return RetrainPolicy(self.drift_share, self.windows, self.labeled_volume)
+
+
+@dataclass(frozen=True)
+class PerformanceConfig:
+    """The performance and label checks (see streamproc/checks/performance_checks.py,
+    performance_trend.py, label_checks.py); defaults: PerformancePolicy. The same keys
+    under ``[performance.models.<model>]`` override them for one model."""
+
+    primary_metric: str = _PERFORMANCE.primary_metric
+    drop_warning: float = _PERFORMANCE.drop_warning
+    drop_critical: float = _PERFORMANCE.drop_critical
+    floor: float | None = field(default=None, metadata={"kind": "optional_number"})
+    """Absolute bound on the primary metric (a minimum; a maximum when lower is better)."""
+    floor_for_ms: int = _seconds_field(_PERFORMANCE.floor_for_s)
+    """The floor is critical once every labeled window of this long is below it; 0: at once."""
+    brier_warning: float = _PERFORMANCE.brier_warning
+    brier_critical: float = _PERFORMANCE.brier_critical
+    label_psi_warning: float = _PERFORMANCE.label_psi_warning
+    label_psi_critical: float = _PERFORMANCE.label_psi_critical
+    label_drift_alpha: float = _PERFORMANCE.label_drift_alpha
+    min_labeled: int = _PERFORMANCE.min_labeled
+    label_staleness_ms: int = _seconds_field(_PERFORMANCE.label_staleness_s)
+    """``label_staleness``: no labels for this long (wall clock) → critical; 0: off."""
+    label_delay_ms: int = _seconds_field(_PERFORMANCE.label_delay_s)
+    """``label_coverage`` judges windows this much event time old (labels are due)."""
+    label_coverage_min: float = _PERFORMANCE.label_coverage_min
+    """``label_coverage``: labeled / predicted below this → warning, half → critical; 0: off."""
+    models: Mapping[str, PerformanceConfig] = field(
+        default_factory=_empty, metadata={"kind": "nested"}
+    )
+    """Per model name: the section with that model's overrides applied."""
+
+    def __post_init__(self) -> None:
+        try:
+            self.policy()
+        except ValueError as exc:
+            raise ConfigError(f"bad [performance]: {exc}") from exc
+
+    def policy(self) -> PerformancePolicy:
+        return PerformancePolicy(
+            primary_metric=self.primary_metric,
+            drop_warning=self.drop_warning,
+            drop_critical=self.drop_critical,
+            floor=self.floor,
+            floor_for_s=self.floor_for_ms / 1000,
+            brier_warning=self.brier_warning,
+            brier_critical=self.brier_critical,
+            label_psi_warning=self.label_psi_warning,
+            label_psi_critical=self.label_psi_critical,
+            label_drift_alpha=self.label_drift_alpha,
+            min_labeled=self.min_labeled,
+            label_staleness_s=self.label_staleness_ms / 1000,
+            label_delay_s=self.label_delay_ms / 1000,
+            label_coverage_min=self.label_coverage_min,
+        )
+
+    def for_model(self, model: str) -> PerformanceConfig:
+        return self.models.get(model, self)
 
 
 @dataclass(frozen=True)
@@ -485,6 +545,7 @@ class MonitorConfig:
     joint_drift: JointDriftConfig = field(default_factory=JointDriftConfig)
     join: JoinConfig = field(default_factory=JoinConfig)
     retrain: RetrainConfig = field(default_factory=RetrainConfig)
+    performance: PerformanceConfig = field(default_factory=PerformanceConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     mapping: MappingConfig = field(default_factory=MappingConfig)
     labels_mapping: LabelsMappingConfig = field(default_factory=LabelsMappingConfig)
@@ -538,6 +599,18 @@ class MonitorConfig:
                 expected_versions=frozenset(svc.expected_versions.get(model, ())),
                 rollout=svc.rollout,
             )
+        return cache[model]
+
+    @cached_property
+    def _performance_policies(self) -> dict[str, PerformancePolicy]:
+        return {}
+
+    def performance_policy(self, model: str) -> PerformancePolicy:
+        """The performance and label check policy of ``model`` (cached), from
+        [performance] and [performance.models.<model>]."""
+        cache = self._performance_policies
+        if model not in cache:
+            cache[model] = self.performance.for_model(model).policy()
         return cache[model]
 
     def lifecycle_policy(self) -> LifecyclePolicy:
@@ -643,6 +716,8 @@ def _section(cls: type[Any], table: object, where: str, source: str) -> Any:
         raise ConfigError(f"[{where}] must be a table in {source}")
     by_key: dict[str, dataclasses.Field[Any]] = {}
     for f in dataclasses.fields(cls):
+        if f.metadata.get("kind") == "nested":  # a sub-table parsed by its own function
+            continue
         key = f.name[:-3] if f.metadata.get("kind") == "duration" else f.name
         by_key[key] = f
     kwargs: dict[str, Any] = {}
@@ -667,6 +742,10 @@ def _convert(f: dataclasses.Field[Any], value: object) -> Any:
         return parse_duration_ms(value)
     if kind == "size":
         return parse_size(value)
+    if kind == "optional_number":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"expected a number, got {value!r}")
+        return float(value)
     if f.name == "raw_value_min_records":
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"expected an integer >= 1, got {value!r}")
@@ -759,6 +838,47 @@ def _check_thresholds(config: ThresholdsConfig, source: str) -> None:
             raise ConfigError(f"bad [{where}] in {source}: {exc}") from None
 
 
+def _performance(table: object, source: str) -> PerformanceConfig:
+    """[performance] and its [performance.models.<model>] overrides."""
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"[performance] must be a table in {source}")
+    base = {k: v for k, v in table.items() if k != "models"}
+    models = table.get("models", {})
+    if not isinstance(models, Mapping) or not all(isinstance(m, Mapping) for m in models.values()):
+        raise ConfigError(f"[performance.models.<model>] must be tables in {source}")
+
+    def build(where: str, own: Mapping[str, Any]) -> PerformanceConfig:
+        try:
+            config: PerformanceConfig = _section(PerformanceConfig, {**base, **own}, where, source)
+        except ConfigError as exc:
+            if exc.__cause__ is None:  # an unknown key or a bad value: it names the key
+                raise
+            raise ConfigError(f"bad [{where}] in {source}: {exc.__cause__}") from None
+        return config
+
+    default = build("performance", {})
+    per_model = {m: build(f"performance.models.{m}", t) for m, t in models.items()}
+    return dataclasses.replace(default, models=_frozen(per_model))
+
+
+def _check_retention(config: MonitorConfig) -> None:
+    """A sustained floor and the coverage check need their windows still in retention."""
+    retention, size = config.windows.retention_ms, config.windows.size_ms
+    perf = config.performance
+    for model, section in [("", perf), *perf.models.items()]:
+        where = f"performance.models.{model}" if model else "performance"
+        if section.floor_for_ms and section.floor_for_ms + size > retention:
+            raise ConfigError(
+                f"bad [{where}] in {config.source}: floor_for ({section.floor_for_ms} ms) needs "
+                f"[windows] retention ({retention} ms) of at least floor_for + size"
+            )
+        if section.label_coverage_min and section.label_delay_ms + size > retention:
+            raise ConfigError(
+                f"bad [{where}] in {config.source}: label_delay ({section.label_delay_ms} ms) "
+                f"needs [windows] retention ({retention} ms) of at least label_delay + size"
+            )
+
+
 def _references(table: object, base: Path, source: str) -> Mapping[str, Path]:
     if not isinstance(table, Mapping) or not all(isinstance(v, str) for v in table.values()):
         raise ConfigError(f"[references] must map model names to paths in {source}")
@@ -777,16 +897,19 @@ def config_from_mapping(
             kwargs[key] = _section(_SECTIONS[key], value, key, source)
         elif key == "thresholds":
             kwargs[key] = _thresholds(value, source)
+        elif key == "performance":
+            kwargs[key] = _performance(value, source)
         elif key == "references":
             kwargs[key] = _references(value, base_dir or Path.cwd(), source)
         else:
-            known = sorted([*_SECTIONS, "thresholds", "references"])
+            known = sorted([*_SECTIONS, "thresholds", "references", "performance"])
             raise ConfigError(f"unknown key '{key}' in {source} (known: {', '.join(known)})")
     config = MonitorConfig(**kwargs)
     try:
         config.lifecycle_policy()
     except ValueError as exc:
         raise ConfigError(f"bad [lifecycle] in {source}: {exc}") from None
+    _check_retention(config)
     return config
 
 

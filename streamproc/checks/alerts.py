@@ -125,6 +125,9 @@ _VERB: Final = {
     "calibration_drift": "is less well calibrated than its reference",
     "label_drift": "sees a shifted class prior (label drift)",
     "estimated_performance_drop": "is estimated to perform worse than its reference (CBPE)",
+    "performance_gap": "performs worse in production than in training (rolling horizon)",
+    "label_staleness": "receives no labels",
+    "label_coverage": "has too few labeled predictions",
     "retrain": "should be retrained",
 }
 _RESOLVED_VERB: Final = {
@@ -149,6 +152,9 @@ _RESOLVED_VERB: Final = {
     "calibration_drift": "calibration is back to normal",
     "label_drift": "class prior is back to normal",
     "estimated_performance_drop": "estimated performance is back to its reference",
+    "performance_gap": "production performance is back to its training reference",
+    "label_staleness": "is receiving labels again",
+    "label_coverage": "label coverage is back to normal",
     "retrain": "no longer needs retraining",
 }
 _ABBREVIATIONS: Final = {"psi": "PSI", "ks": "KS", "js": "JS", "jsd": "JSD", "kl": "KL"}

@@ -58,7 +58,8 @@ def freshness_results(
     return out
 
 
-def _age_text(seconds: float) -> str:
+def age_text(seconds: float) -> str:
+    """A duration in words for summaries: "42 s", "17 min", "3.5 h"."""
     if seconds >= 3600:
         return f"{seconds / 3600:.1f} h"
     if seconds >= 120:
@@ -87,12 +88,12 @@ def evaluate_staleness(
     breached = age_s > threshold_s
     if breached:
         summary = (
-            f"{model} has no new events: the newest event is {_age_text(age_s)} old "
+            f"{model} has no new events: the newest event is {age_text(age_s)} old "
             f"> {threshold_s:g} s"
         )
     else:
         summary = (
-            f"{model} events are fresh again: newest event {_age_text(age_s)} old "
+            f"{model} events are fresh again: newest event {age_text(age_s)} old "
             f"≤ {threshold_s:g} s"
         )
     return CheckResult(

@@ -21,9 +21,10 @@ Rules, per fingerprint (check, model, version, feature):
   last 3" one noisy observation counted several times. So at most one provisional
   verdict per 5 s of event time counts, a closed window counts when no counted
   provisional span overlaps it (replays: every window), and a re-delivered or
-  re-evaluated window never counts twice. ``slow_drift`` (a rolling horizon, overlapping
-  by design), ``staleness`` and ``model_version`` (a clock and a serving set, not a
-  sample) count whenever ``window_end_ms`` advances. An evaluation that
+  re-evaluated window never counts twice. ``slow_drift`` and ``performance_gap`` (a
+  rolling horizon, overlapping by design), ``staleness``, ``label_staleness`` and
+  ``model_version`` (a clock and a serving set, not a sample) count whenever
+  ``window_end_ms`` advances. An evaluation that
   does not count can still escalate or re-notify.
 
 This is the debounce/hysteresis scheme of Prometheus' ``for:`` clause and Alertmanager's
@@ -245,7 +246,9 @@ def step(
     return state, None
 
 
-OVERLAPPING_CHECKS: Final = frozenset({"slow_drift", "staleness", "model_version"})
+OVERLAPPING_CHECKS: Final = frozenset(
+    {"slow_drift", "staleness", "model_version", "performance_gap", "label_staleness"}
+)
 """Checks whose successive spans overlap by design (a horizon, a clock, a serving set):
 they count whenever their end advances."""
 

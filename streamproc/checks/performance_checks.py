@@ -15,8 +15,10 @@ the alert lifecycle (check names ``performance`` / ``calibration`` / ``label_dri
   the floor): Wilson (1927) for accuracy, precision and recall, Hanley & McNeil (1982)
   for ROC AUC, s/√n and the delta method for MAE and RMSE, ``accuracy_se`` for a CBPE
   estimate. A metric without an interval (F1, MAPE) is graded on the point value
-  alone. The reference's own sampling error is not added (a validation set is usually
-  far larger than a window; a small one makes the check more eager, not less).
+  alone. With ``floor_for_s`` > 0 the floor is not judged per window here but over the
+  run of windows below it (:mod:`streamproc.checks.performance_trend`). The reference's
+  own sampling error is not added (a validation set is usually far larger than a
+  window; a small one makes the check more eager, not less).
 * **Calibration** (``calibration_drift``): Brier score increase over the reference,
   warning above +0.02, critical above +0.05; gated by the increase exceeding z × an upper
   bound of its standard error — a per-row Brier term lies in [0, 1], so its variance is at
@@ -65,6 +67,18 @@ class PerformancePolicy:
     label_psi_critical: float = 0.25
     label_drift_alpha: float = 0.01
     min_labeled: int = 200
+    floor_for_s: float = 0.0
+    """How long (event time) every labeled window must stay below the floor before the
+    floor is critical (:func:`~streamproc.checks.performance_trend.floor_run`); 0: at once."""
+    label_staleness_s: float = 21600.0
+    """``label_staleness``: wall-clock seconds without a performance delta for a model
+    version that had labels (0: off)."""
+    label_delay_s: float = 86400.0
+    """``label_coverage`` judges the newest closed window at least this much event time
+    older than the model's newest event (labels are due by then)."""
+    label_coverage_min: float = 0.0
+    """``label_coverage``: labeled / predicted rows below this → warning, below half of
+    it → critical (0: off)."""
     z: float = Z_95
 
     def __post_init__(self) -> None:
@@ -76,12 +90,19 @@ class PerformancePolicy:
                 raise ValueError(f"{name}: need 0 <= warning <= critical, got {w}, {c}")
         if self.min_labeled < 1 or not 0 < self.label_drift_alpha < 1:
             raise ValueError("min_labeled must be >= 1 and label_drift_alpha in (0, 1)")
+        for name in ("floor_for_s", "label_staleness_s", "label_delay_s"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.label_coverage_min <= 1:
+            raise ValueError(f"label_coverage_min must be in [0, 1], got {self.label_coverage_min}")
+        if self.floor is not None and not math.isfinite(self.floor):
+            raise ValueError(f"floor must be a finite number, got {self.floor}")
 
 
 @dataclass(frozen=True)
 class PerformanceFinding:
     check: str
-    """``performance``, ``calibration`` or ``label_drift``."""
+    """``performance``, ``calibration``, ``label_drift`` or ``gap``."""
     metric: str
     kind: str
     """``realized`` or ``estimated``."""
@@ -120,7 +141,9 @@ def judge_drop(
         bound = interval.high if higher else interval.low
         if sign * (reference - bound) <= 0:
             severity = None
-    floor = policy.floor if metric == policy.primary_metric else None
+    # a sustained floor (floor_for_s > 0) is judged over windows: performance_trend
+    immediate = metric == policy.primary_metric and not policy.floor_for_s
+    floor = policy.floor if immediate else None
     if floor is not None and sign * (floor - value) > 0:
         bound = value if interval is None else (interval.high if higher else interval.low)
         if sign * (floor - bound) > 0:

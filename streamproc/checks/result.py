@@ -29,6 +29,9 @@ PERFORMANCE_DROP: Final = "performance_drop"
 CALIBRATION_DRIFT: Final = "calibration_drift"
 LABEL_DRIFT: Final = "label_drift"
 ESTIMATED_PERFORMANCE_DROP: Final = "estimated_performance_drop"
+PERFORMANCE_GAP: Final = "performance_gap"
+LABEL_STALENESS: Final = "label_staleness"
+LABEL_COVERAGE: Final = "label_coverage"
 RETRAIN: Final = "retrain"
 """Not an alert: its messages go to the retrain topic (:mod:`streamproc.checks.retrain`)."""
 
@@ -54,6 +57,9 @@ CHECK_NAMES: Final = (
     CALIBRATION_DRIFT,
     LABEL_DRIFT,
     ESTIMATED_PERFORMANCE_DROP,
+    PERFORMANCE_GAP,
+    LABEL_STALENESS,
+    LABEL_COVERAGE,
     RETRAIN,
 )
 """Every check; each has a section in docs/RUNBOOK.md whose anchor is the name with

@@ -12,10 +12,17 @@ A closed window breaches when any of these holds (defaults of issue #16):
 
 * **drift**: at least ``drift_share`` (30 %) of the reference's features have a
   critical ``feature_drift`` verdict on the window;
-* **performance**: a critical ``performance_drop`` (realized, when the window already
-  has its labels) or ``estimated_performance_drop`` (CBPE) on the window;
+* **performance**: a critical ``estimated_performance_drop`` (CBPE) on the window;
 * **labeled volume**: the labeled rows of the model version's windows in retention
   reach ``labeled_volume`` (0: off) — enough new truth to retrain on.
+
+Realized performance is judged apart, when labels arrive, since they come long after a
+window closes — at once in a live stream, after every prediction in a backfill
+(:func:`realized_retrain_result`): ``windows`` consecutive windows, ending with the one
+whose labels changed, each with a critical realized ``performance_drop`` fire; as many
+with none resolve. That incident has the fingerprint of ``feature`` =
+``realized_performance``, so its verdict depends only on the windows' labels, never on
+whether they came before or after a window closed, and a replay gives the live events.
 
 The event carries the evidence, the reference it was judged against and the range of
 event time to retrain on (the breaching windows).
@@ -59,6 +66,11 @@ class RetrainPolicy:
         """``base`` with ``windows``-of-``windows`` firing and resolving, weekly renotify."""
         n = self.windows
         return replace(base, fire_after=n, fire_window=n, resolve_after=n, renotify_ms=WEEK_MS)
+
+    def realized_lifecycle(self, base: LifecyclePolicy) -> LifecyclePolicy:
+        """``base`` for :func:`realized_retrain_result`, whose verdict already spans
+        ``windows`` windows: one breach fires, one clean verdict resolves."""
+        return replace(base, fire_after=1, fire_window=1, resolve_after=1, renotify_ms=WEEK_MS)
 
 
 def retrain_result(
@@ -136,6 +148,76 @@ def retrain_result(
     )
 
 
+REALIZED: Final = "realized_performance"
+"""``feature`` of the incident that realized performance drops fire."""
+
+
+def realized_retrain_result(
+    run: Sequence[tuple[int, int, CheckResult | None]],
+    *,
+    model: str,
+    model_version: str,
+    n_reference: int,
+    labeled: int,
+    policy: RetrainPolicy,
+) -> CheckResult | None:
+    """The realized-performance retrain verdict of the last window of ``run``.
+
+    ``run``: (start ms, end ms, its realized ``performance_drop`` result or None while it
+    has too few labels) of the model version's windows up to and including the one whose
+    labels changed, oldest first. The last ``policy.windows`` must be consecutive in event
+    time and all judged: breached when each drop is critical, clean when none is; None
+    (no step in the lifecycle) otherwise."""
+    tail = list(run[-policy.windows :])
+    if len(tail) < policy.windows or any(r is None for _s, _e, r in tail):
+        return None
+    if any(tail[i][0] != tail[i - 1][1] for i in range(1, len(tail))):
+        return None  # a gap: windows without predictions are not "in a row"
+    results = [r for _s, _e, r in tail if r is not None]
+    critical = [r for r in results if r.breached and r.severity == "critical"]
+    if critical and len(critical) < len(results):
+        return None  # neither every window critical nor every window clean: hold
+    breached = bool(critical)
+    summary = (
+        f"realized {results[-1].statistic.removesuffix('_drop')} dropped critically in "
+        f"{len(results)} windows in a row: " + "; ".join(r.summary for r in results)
+        if breached
+        else f"realized performance without a critical drop in {len(results)} windows in a row"
+    )
+    return CheckResult(
+        check=RETRAIN,
+        model=model,
+        model_version=model_version,
+        feature=REALIZED,
+        breached=breached,
+        severity="critical" if breached else None,
+        statistic="retrain_reasons",
+        value=1.0 if breached else 0.0,
+        threshold=1.0,
+        n_reference=n_reference,
+        n_current=sum(r.n_current for r in results),
+        window_start_ms=tail[-1][0],
+        window_end_ms=tail[-1][1],
+        summary=summary,
+        evidence={
+            "reasons": ["performance"] if breached else [],
+            "drifted_features": [],
+            "drifted_count": 0,
+            "drifted_share": 0.0,
+            "performance": [
+                {
+                    "check": r.check,
+                    "statistic": r.statistic,
+                    "value": r.value,
+                    "summary": r.summary,
+                }
+                for r in critical
+            ],
+            "labeled": labeled,
+        },
+    )
+
+
 def retrain_event(
     message: Alert, *, reference: Mapping[str, Any], window_ms: int, policy: RetrainPolicy
 ) -> dict[str, Any]:
@@ -160,4 +242,10 @@ def _ms(text: str) -> int:
     return round(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
 
 
-__all__ = ["RetrainPolicy", "retrain_event", "retrain_result"]
+__all__ = [
+    "REALIZED",
+    "RetrainPolicy",
+    "realized_retrain_result",
+    "retrain_event",
+    "retrain_result",
+]

@@ -275,7 +275,7 @@ class AggregateLoop:
             )
             self.metrics.unreadable_deltas_total.inc()
             return
-        if self.store.apply_performance(delta, msg.partition() or 0):
+        if self.store.apply_performance(delta, msg.partition() or 0, _wall_ms()):
             self.metrics.performance_deltas_applied_total.inc()
         else:
             self.metrics.performance_deltas_duplicate_total.inc()

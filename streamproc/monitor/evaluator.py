@@ -9,9 +9,12 @@ clock of these data checks is event time, and while replaying only closed window
 count, so a replay emits the alerts of its windows whatever the speed of the input.
 Provisional spans overlap (the last 5 s, every 0.5 s); the lifecycle counts only
 non-overlapping spans toward M-of-N (:mod:`streamproc.checks.lifecycle`), so at most one
-provisional verdict per 5 s of event time is an observation. Staleness
-is evaluated for every model on every tick against the wall clock, except while the
-model's data is historical (replay).
+provisional verdict per 5 s of event time is an observation. Staleness (of predictions,
+and of labels: ``label_staleness``) is evaluated for every model on every tick against
+the wall clock, except while the model's data is historical (replay). Windows whose
+labels changed get the performance checks (with the run below a sustained floor), and
+the model version's labeled windows of the rolling horizon the ``performance_gap``;
+``label_coverage`` judges, by event time, the newest closed window whose labels are due.
 """
 
 from __future__ import annotations
@@ -27,11 +30,13 @@ from streamproc.checks.alerts import AlertMessage
 from streamproc.checks.context import Window
 from streamproc.checks.evaluate import evaluate_window
 from streamproc.checks.freshness_checks import evaluate_staleness
+from streamproc.checks.label_checks import label_staleness
 from streamproc.checks.lifecycle import AlertState, LifecyclePolicy, step
 from streamproc.checks.performance_checks import PerformancePolicy
+from streamproc.checks.performance_trend import floor_run
 from streamproc.checks.policy import EvaluationPolicy
 from streamproc.checks.result import CARDINALITY, RETRAIN, CheckResult
-from streamproc.checks.retrain import RetrainPolicy, retrain_result
+from streamproc.checks.retrain import RetrainPolicy
 from streamproc.checks.service_checks import (
     ServicePolicy,
     latency_result,
@@ -52,12 +57,16 @@ from streamproc.monitor.model_gauges import (
     SeriesBuilder,
 )
 from streamproc.monitor.performance_eval import (
+    coverage_result,
     estimated_results,
     estimated_series,
+    gap_results,
+    metric_window,
     performance_results,
     performance_series,
 )
 from streamproc.monitor.references import ReferenceSet
+from streamproc.monitor.retrain_eval import closed_window_retrain, realized_retrain
 from streamproc.monitor.state import AggregateState, ModelKey, WindowKey, WindowState
 
 log = logging.getLogger(__name__)
@@ -124,8 +133,9 @@ class Evaluator:
             )
             results += closed
             if self.retrain is not None:
-                realized = performance_results(window, reference, perf_policy)  # if labeled
-                retrain.append(self._retrain(state, mkey, reference, window, closed + realized))
+                retrain.append(
+                    closed_window_retrain(state, mkey, reference, window, closed, self.retrain)
+                )
             profile, ops, start = state.horizon(mkey, self.horizon_ms, as_of_ms=window.end_ms)
             results += evaluate_window(
                 reference,
@@ -166,10 +176,16 @@ class Evaluator:
             if not replaying:  # provisional verdicts depend on arrival timing: live only
                 results += window_results
             results += self._versions(state, mkey[0])
+        coverage = coverage_result(state, mkey, self.performance_for(mkey[0]))
+        if coverage is not None:
+            results.append(coverage)
         self.metrics.evaluation_seconds.observe(time.perf_counter() - began)
         alerts = self._advance(results, now_ms=newest)
         if retrain and self.retrain is not None:
             alerts += self._advance(retrain, now_ms=newest, lifecycle=self.retrain_lifecycle)
+            # the windows that closed now may already hold their labels
+            starts = [r.window_start_ms for r in retrain]
+            alerts += self._realized_retrain(state, mkey, starts, newest)
         return alerts
 
     @property
@@ -177,50 +193,66 @@ class Evaluator:
         assert self.retrain is not None
         return self.retrain.lifecycle(self.lifecycle)
 
-    def _retrain(
-        self,
-        state: AggregateState,
-        mkey: ModelKey,
-        reference: ModelProfile,
-        window: WindowState,
-        results: list[CheckResult],
-    ) -> CheckResult:
-        """The retrain verdict of a closed window (see :mod:`streamproc.checks.retrain`)."""
-        assert self.retrain is not None
-        labeled = sum(w.performance.n for w in state.model_windows(mkey) if w.performance)
-        return retrain_result(
-            results,
-            model=mkey[0],
-            model_version=mkey[1],
-            window_start_ms=window.start_ms,
-            window_end_ms=window.end_ms,
-            n_features=len(reference.features),
-            n_reference=reference.row_count,
-            labeled=labeled,
-            policy=self.retrain,
-        )
+    def _realized_retrain(
+        self, state: AggregateState, mkey: ModelKey, starts: list[int], now_ms: int
+    ) -> list[Alert]:
+        """The realized-performance retrain verdicts of closed windows starting at
+        ``starts`` (see :mod:`streamproc.monitor.retrain_eval`)."""
+        reference = self.references.get(*mkey)
+        if self.retrain is None or reference is None or not starts:
+            return []
+        performance = self.performance_for(mkey[0])
+        results = realized_retrain(state, mkey, starts, reference, performance, self.retrain)
+        lifecycle = self.retrain.realized_lifecycle(self.lifecycle)
+        return self._advance(results, now_ms=now_ms, lifecycle=lifecycle)
 
     def evaluate_performance(self, state: AggregateState, keys: set[WindowKey]) -> list[Alert]:
         """The performance checks of windows whose labels changed (closed or not: a
-        window is revised as its labels mature), oldest first, and the gauges of each
-        model version's latest window with labels."""
+        window is revised as its labels mature), oldest first, with the run below a
+        sustained floor and the ``performance_gap`` of the labeled windows of the horizon
+        ending with each; and the gauges of the latest window with labels."""
         alerts: list[Alert] = []
         for mkey in sorted({k.model_key for k in keys}):
             reference = self.references.get(*mkey)
             if reference is None:
                 continue
             policy = self.performance_for(mkey[0])
+            labeled = [w for w in state.model_windows(mkey) if w.performance is not None]
+            run = None
+            if policy.floor is not None and policy.floor_for_s:  # a sustained floor
+                run = floor_run([metric_window(w, policy.primary_metric) for w in labeled], policy)
             results: list[CheckResult] = []
             for key in sorted(k for k in keys if k.model_key == mkey):
-                results += performance_results(state.windows[key], reference, policy)
-            labeled = [w for w in state.model_windows(mkey) if w.performance is not None]
+                window = state.windows[key]
+                results += performance_results(window, reference, policy, run)
+                # the gap as of this window (so a backfill's labels, all at once, give
+                # the live run's sequence of verdicts)
+                results += self._gap(labeled, window.end_ms, reference, policy)[0]
             if labeled:
                 gauges = performance_series(labeled[-1], reference).series
-                self.metrics.model_gauges.replace(mkey, PERFORMANCE_GROUP, gauges)
+                gap_gauges = self._gap(labeled, labeled[-1].end_ms, reference, policy)[1]
+                self.metrics.model_gauges.replace(
+                    mkey, PERFORMANCE_GROUP, {**gauges, **gap_gauges.series}
+                )
             clock = state.clocks.get(mkey)
             now = clock.newest_event_ms if clock is not None and clock.newest_event_ms else 0
-            alerts += self._advance(results, now_ms=max([now, *(r.window_end_ms for r in results)]))
+            now = max([now, *(r.window_end_ms for r in results)])
+            alerts += self._advance(results, now_ms=now)
+            starts = [k.start_ms for k in keys if k.model_key == mkey]
+            alerts += self._realized_retrain(state, mkey, starts, now)
         return alerts
+
+    def _gap(
+        self,
+        labeled: list[WindowState],
+        end_ms: int,
+        reference: ModelProfile,
+        policy: PerformancePolicy,
+    ) -> tuple[list[CheckResult], SeriesBuilder]:
+        """``performance_gap`` of the labeled windows of the horizon ending at ``end_ms``."""
+        since = end_ms - self.horizon_ms
+        horizon = [w for w in labeled if since < w.end_ms <= end_ms]
+        return gap_results(horizon, reference, policy) if horizon else ([], SeriesBuilder())
 
     def _service(
         self,
@@ -280,9 +312,23 @@ class Evaluator:
             replaying = self.replaying(state, mkey)
             gauges = SeriesBuilder()
             gauges.set("replaying", (mkey[0],), 1 if replaying else 0)
-            if not replaying:
+            if not replaying and clock.newest_event_ms:
                 gauges.set("staleness_seconds", (mkey[0],), age_s)
+            if not replaying and clock.last_label_arrival_ms:
+                label_age_s = max(0.0, (wall_ms - clock.last_label_arrival_ms) / 1000)
+                gauges.set("label_staleness_seconds", (mkey[0],), label_age_s)
             self.metrics.model_gauges.replace(mkey, CLOCK_GROUP, gauges.series)
+            labels = label_staleness(
+                mkey[0],
+                mkey[1],
+                last_label_arrival_ms=clock.last_label_arrival_ms,
+                now_ms=wall_ms,
+                policy=self.performance_for(mkey[0]),
+                replaying=replaying,
+                serving=bool(clock.newest_event_ms) and age_s <= policy.staleness_s,
+            )
+            if labels is not None:
+                alerts += self._advance([labels], now_ms=wall_ms)
             result = evaluate_staleness(
                 mkey[0],
                 mkey[1],
@@ -309,7 +355,8 @@ class Evaluator:
                 self.changed_alerts.add(fp)
             if message is not None:
                 alerts.append(message)
-                self.metrics.alerts_emitted_total.labels(message["status"]).inc()
+                if result.check != RETRAIN:  # retrain events are counted as they are sent
+                    self.metrics.alerts_emitted_total.labels(message["status"]).inc()
         if alerts:
             self._export_firing()
         return alerts

@@ -89,6 +89,23 @@ GAUGES: tuple[GaugeSpec, ...] = (
         ("model", "version"),
     ),
     GaugeSpec(
+        "performance_gap",
+        "Train-production gap over the rolling horizon's labeled windows: reference minus "
+        "realized where higher is better, realized minus reference where lower is better "
+        "(positive: production is worse)",
+        ("model", "version", "metric"),
+    ),
+    GaugeSpec(
+        "label_lag_seconds",
+        "Label lag quantiles (label time minus prediction time) of the latest window with labels",
+        ("model", "version", "quantile"),
+    ),
+    GaugeSpec(
+        "label_staleness_seconds",
+        "Wall-clock seconds since the model's last labels (performance delta) arrived",
+        ("model",),
+    ),
+    GaugeSpec(
         "model_version_serving",
         "1 for each model version seen serving recently",
         ("model", "model_version"),
@@ -171,7 +188,8 @@ WINDOW_GROUP = "window"
 CLOCK_GROUP = "clock"
 """Staleness and replay mode, replaced on every staleness tick."""
 PERFORMANCE_GROUP = "performance"
-"""Performance and label coverage of the latest window with labels."""
+"""Performance, label coverage and label lag of the latest window with labels, and the
+train-production gap of the rolling horizon."""
 ESTIMATED_GROUP = "estimated"
 """Estimated performance (CBPE) of the latest closed window with scores."""
 VERSIONS_GROUP = "versions"

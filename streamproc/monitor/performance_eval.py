@@ -7,12 +7,17 @@ reference profile whose metadata holds the reference performance
 scores) and the class prior's shift (``label_drift``), each only once the window holds
 ``PerformancePolicy.min_labeled`` labeled rows (:mod:`streamproc.checks.performance_checks`).
 A reference without performance skips the checks; the gauges are exported either way.
+With a sustained floor (``floor_for_s``) the evaluator hands in the run of windows below
+it (:mod:`streamproc.checks.performance_trend`); ``performance_gap`` judges the labeled
+windows of the rolling horizon merged. Label-lag quantiles (label time − prediction time)
+of the window are in the evidence of every result and in ``label_lag_seconds``.
 """
 
 from __future__ import annotations
 
 import math
 
+from streamproc.checks.label_checks import label_coverage
 from streamproc.checks.performance_checks import (
     PerformanceFinding,
     PerformancePolicy,
@@ -21,11 +26,19 @@ from streamproc.checks.performance_checks import (
     label_drift,
     realized_drop,
 )
+from streamproc.checks.performance_trend import (
+    FloorRun,
+    MetricWindow,
+    gap_value,
+    performance_gap,
+    sustain_floor,
+)
 from streamproc.checks.result import (
     CALIBRATION_DRIFT,
     ESTIMATED_PERFORMANCE_DROP,
     LABEL_DRIFT,
     PERFORMANCE_DROP,
+    PERFORMANCE_GAP,
     CheckResult,
 )
 from streamproc.core.cbpe import Estimate, estimate
@@ -34,11 +47,14 @@ from streamproc.core.model_profile import ModelProfile
 from streamproc.core.performance import ClassificationPerformance
 from streamproc.core.reference_performance import ReferencePerformance
 from streamproc.monitor.model_gauges import SeriesBuilder
-from streamproc.monitor.state import WindowState
+from streamproc.monitor.performance_delta import Performance
+from streamproc.monitor.state import AggregateState, ModelKey, WindowState
 
-_CHECK = {"performance": PERFORMANCE_DROP, "calibration": CALIBRATION_DRIFT}
+_CHECK = {"performance": PERFORMANCE_DROP, "calibration": CALIBRATION_DRIFT, "gap": PERFORMANCE_GAP}
 _ESTIMATED = ("accuracy", "precision", "recall", "f1", "roc_auc")
 _SKIPPED = frozenset({"n", "n_scored", "roc_auc_error_bound"})
+LAG_QUANTILES = (0.5, 0.95, 0.99)
+_SCORED = frozenset({"roc_auc", "log_loss", "brier"})
 
 
 def reference_performance(reference: ModelProfile) -> ReferencePerformance | None:
@@ -48,18 +64,46 @@ def reference_performance(reference: ModelProfile) -> ReferencePerformance | Non
         return None
 
 
+def label_lag(perf: Performance | None) -> dict[str, float]:
+    """Label-lag quantiles (seconds, ``"0.5"`` → value) of an accumulator's KLL sketch;
+    empty without lags."""
+    if perf is None or perf.lag.is_empty():
+        return {}
+    values = perf.lag.get_quantiles(list(LAG_QUANTILES))
+    return {f"{q:g}": float(v) for q, v in zip(LAG_QUANTILES, values, strict=True)}
+
+
+def metric_window(window: WindowState, metric: str) -> MetricWindow:
+    """One window's ``metric`` and the labeled rows behind it (for a floor run)."""
+    perf = window.performance
+    if perf is None:
+        return MetricWindow(window.start_ms, window.end_ms, None, 0)
+    n = (
+        perf.n_scored
+        if metric in _SCORED and isinstance(perf, ClassificationPerformance)
+        else perf.n
+    )
+    return MetricWindow(window.start_ms, window.end_ms, perf.metrics().get(metric), n)
+
+
 def performance_results(
-    window: WindowState, reference: ModelProfile, policy: PerformancePolicy
+    window: WindowState,
+    reference: ModelProfile,
+    policy: PerformancePolicy,
+    run: FloorRun | None = None,
 ) -> list[CheckResult]:
-    """The performance checks of one window (none without labels or a reference)."""
+    """The performance checks of one window (none without labels or a reference);
+    ``run``: the model's windows below a sustained floor (judged when it covers this one)."""
     perf, ref = window.performance, reference_performance(reference)
     if perf is None or ref is None or type(perf) is not type(ref.perf):
         return []
     ref_metrics = ref.metrics
     findings: list[tuple[PerformanceFinding, float]] = []
     drop = realized_drop(perf, ref_metrics, policy)
+    if run is not None and (drop is None or not run.covers(window.start_ms, window.end_ms)):
+        run = None
     if drop is not None:
-        findings.append((drop, policy.drop_warning))
+        findings.append((sustain_floor(drop, run), policy.drop_warning))
     if isinstance(perf, ClassificationPerformance) and isinstance(
         ref.perf, ClassificationPerformance
     ):
@@ -71,7 +115,46 @@ def performance_results(
         prior = label_drift(perf.priors(), ref.perf.priors(), policy)
         if prior is not None:
             findings.append((prior, policy.label_psi_warning))
-    return [_result(f, threshold, window, ref.perf.n) for f, threshold in findings]
+    lag = label_lag(perf)
+    span = (window.model, window.model_version, window.start_ms, window.end_ms)
+    out = [_result(f, threshold, span, ref.perf.n, lag=lag) for f, threshold in findings]
+    if run is not None and out and isinstance(out[0].evidence, dict):
+        out[0].evidence["floor_run"] = run.to_dict()
+    return out
+
+
+def gap_results(
+    windows: list[WindowState], reference: ModelProfile, policy: PerformancePolicy
+) -> tuple[list[CheckResult], SeriesBuilder]:
+    """``performance_gap`` of ``windows`` (one model version's labeled windows of the
+    horizon, oldest first) merged, and the ``performance_gap`` gauges of every metric
+    both have: reference − realized where higher is better, realized − reference where
+    lower is better (positive: production is worse)."""
+    g = SeriesBuilder()
+    ref = reference_performance(reference)
+    perfs = [w.performance for w in windows if w.performance is not None]
+    if ref is None or not perfs or any(type(p) is not type(ref.perf) for p in perfs):
+        return [], g
+    merged = perfs[0]
+    for p in perfs[1:]:
+        merged = merged.merge(p)  # type: ignore[arg-type]
+    first, last = windows[0], windows[-1]
+    for metric, value in merged.metrics().items():
+        refv = ref.metrics.get(metric)
+        if metric in _SKIPPED or value is None or refv is None:
+            continue
+        if math.isfinite(value) and math.isfinite(refv):
+            g.set("performance_gap", (last.model, last.model_version, metric),
+                  gap_value(metric, value, refv))  # fmt: skip
+    found = performance_gap(merged, ref.metrics, policy)
+    if found is None:
+        return [], g
+    span = (last.model, last.model_version, first.start_ms, last.end_ms)
+    result = _result(found, policy.drop_warning, span, ref.perf.n, lag=label_lag(merged))
+    assert isinstance(result.evidence, dict)
+    result.evidence["windows"] = len(perfs)
+    result.evidence["gap"] = gap_value(found.metric, found.value, found.reference)
+    return [result], g
 
 
 def window_estimate(window: WindowState, reference: ModelProfile) -> Estimate | None:
@@ -93,7 +176,8 @@ def estimated_results(
     drop = estimated_drop(est, ref.metrics, policy)
     if drop is None:
         return []
-    return [_result(drop, policy.drop_warning, window, ref.perf.n, ESTIMATED_PERFORMANCE_DROP)]
+    span = (window.model, window.model_version, window.start_ms, window.end_ms)
+    return [_result(drop, policy.drop_warning, span, ref.perf.n, ESTIMATED_PERFORMANCE_DROP)]
 
 
 def estimated_series(
@@ -123,13 +207,17 @@ def estimated_series(
 def _result(
     finding: PerformanceFinding,
     threshold: float,
-    window: WindowState,
+    span: tuple[str, str, int, int],
     n_reference: int,
     check: str | None = None,
+    lag: dict[str, float] | None = None,
 ) -> CheckResult:
+    """``span``: (model, version, start_ms, end_ms) of the judged rows."""
     check = check or _CHECK.get(finding.check, LABEL_DRIFT)
+    model, version, start_ms, end_ms = span
     statistic = {
         PERFORMANCE_DROP: f"{finding.metric}_drop",
+        PERFORMANCE_GAP: f"{finding.metric}_gap",
         ESTIMATED_PERFORMANCE_DROP: f"estimated_{finding.metric}_drop",
         CALIBRATION_DRIFT: "brier_increase",
         LABEL_DRIFT: "class_prior_psi",
@@ -144,10 +232,12 @@ def _result(
     }
     if finding.interval is not None:
         evidence["interval"] = [finding.interval.low, finding.interval.high]
+    if lag:
+        evidence["label_lag_s"] = lag
     return CheckResult(
         check=check,
-        model=window.model,
-        model_version=window.model_version,
+        model=model,
+        model_version=version,
         feature=None,
         breached=finding.breached,
         severity=finding.severity,
@@ -156,8 +246,8 @@ def _result(
         threshold=threshold,
         n_reference=n_reference,
         n_current=finding.n,
-        window_start_ms=window.start_ms,
-        window_end_ms=window.end_ms,
+        window_start_ms=start_ms,
+        window_end_ms=end_ms,
         summary=finding.summary,
         evidence=evidence,
     )
@@ -182,4 +272,31 @@ def performance_series(window: WindowState, reference: ModelProfile) -> SeriesBu
     predicted = window.profile.row_count
     if predicted:
         g.set("label_coverage_ratio", (model, version), perf.n / predicted)
+    for q, value in label_lag(perf).items():
+        if math.isfinite(value):
+            g.set("label_lag_seconds", (model, version, q), value)
     return g
+
+
+def coverage_result(
+    state: AggregateState, mkey: ModelKey, policy: PerformancePolicy
+) -> CheckResult | None:
+    """``label_coverage`` of the newest closed window whose labels are due: its end at
+    least ``label_delay_s`` of event time before the model's newest event."""
+    if not policy.label_coverage_min or mkey not in state.clocks:
+        return None
+    due_ms = state.clocks[mkey].newest_event_ms - round(policy.label_delay_s * 1000)
+    due = [w for w in state.model_windows(mkey) if w.final and w.end_ms <= due_ms]
+    due = [w for w in due if w.profile.row_count]
+    if not due:
+        return None
+    w = due[-1]
+    return label_coverage(
+        mkey[0],
+        mkey[1],
+        window_start_ms=w.start_ms,
+        window_end_ms=w.end_ms,
+        labeled=w.performance.n if w.performance is not None else 0,
+        predicted=w.profile.row_count,
+        policy=policy,
+    )

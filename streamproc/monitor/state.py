@@ -131,12 +131,16 @@ class ModelClock:
     """Wall-clock time the newest delta arrived (for staleness), epoch ms."""
     arrival_lag_ms: int = 0
     """Wall clock minus newest event time when the newest delta arrived: large means replay."""
+    last_label_arrival_ms: int = 0
+    """Wall-clock time the newest performance delta (labels) arrived, epoch ms; 0: none
+    yet (for ``label_staleness``)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "newest_event_ms": self.newest_event_ms,
             "last_arrival_ms": self.last_arrival_ms,
             "arrival_lag_ms": self.arrival_lag_ms,
+            "last_label_arrival_ms": self.last_label_arrival_ms,
         }
 
 
@@ -229,11 +233,12 @@ class AggregateState:
         self.changed_models.add(mkey)
         return True
 
-    def apply_performance(self, delta: PerformanceDelta) -> bool:
+    def apply_performance(self, delta: PerformanceDelta, arrival_ms: int | None = None) -> bool:
         """Merge a performance delta into its window (opening a window without rows
         when its labels come before its predictions); False if already applied (its
         label offsets, as for profile deltas) or its window left retention. The clock
-        is the predictions': labels never move it."""
+        is the predictions': labels never move its event time, only record (wall clock
+        ``arrival_ms``) when labels last came."""
         mkey = ModelKey(delta.model, delta.model_version)
         clock = self.clocks.get(mkey)
         if clock is not None and delta.window_end_ms <= clock.newest_event_ms - self.retention_ms:
@@ -263,6 +268,11 @@ class AggregateState:
             window.applied[src] = max(last, window.applied.get(src, -1))
         self.dirty.add(wkey)
         self.performance_changed.add(wkey)
+        if arrival_ms is not None:  # applied deltas only: a re-delivery is no new label
+            clock = self.clocks.setdefault(mkey, ModelClock())
+            if arrival_ms > clock.last_label_arrival_ms:
+                clock.last_label_arrival_ms = arrival_ms
+                self.dirty_clocks.add(mkey)
         return True
 
     def take_performance_changed(self) -> set[WindowKey]:
@@ -285,6 +295,7 @@ class AggregateState:
             newest_event_ms=int(data.get("newest_event_ms", 0)),
             last_arrival_ms=int(data.get("last_arrival_ms", 0)),
             arrival_lag_ms=int(data.get("arrival_lag_ms", 0)),
+            last_label_arrival_ms=int(data.get("last_label_arrival_ms", 0)),  # older: none
         )
         self._restored_clocks.add(mkey)
 

@@ -93,11 +93,14 @@ class AggregateStore:
         self.partition_of[ModelKey(delta.model, delta.model_version)] = partition
         return self.state.apply(delta, arrival_ms=arrival_ms, watermark_ms=watermark_ms)
 
-    def apply_performance(self, delta: PerformanceDelta, partition: int) -> bool:
+    def apply_performance(
+        self, delta: PerformanceDelta, partition: int, arrival_ms: int | None = None
+    ) -> bool:
         """Merge a performance delta read from profiles ``partition`` (the labels stage
-        keys it by model, like profile deltas); False for a duplicate."""
+        keys it by model, like profile deltas); False for a duplicate. ``arrival_ms``:
+        wall clock, for ``label_staleness``."""
         self.partition_of[ModelKey(delta.model, delta.model_version)] = partition
-        return self.state.apply_performance(delta)
+        return self.state.apply_performance(delta, arrival_ms=arrival_ms)
 
     def evaluate(self, wall_ms: int) -> list[Alert]:
         """One evaluation tick: every model version that received data, then staleness of

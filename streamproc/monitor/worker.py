@@ -148,6 +148,7 @@ class Worker:
             references=self.references,
             policy_for=c.evaluation_policy,
             service_for=c.service_policy,
+            performance_for=c.performance_policy,
             lifecycle=c.lifecycle_policy(),
             horizon_ms=c.windows.rolling_horizon_ms,
             metrics=self.metrics,

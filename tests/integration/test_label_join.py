@@ -71,7 +71,8 @@ def test_labels_meet_stored_predictions_by_request_id_and_equal_sklearn(
                 "timestamp": (int(pred_ms[j]) + delay_ms) / 1000,
                 "label": r["truth"][j],
             }
-            labeled.append({"label": r["truth"][j], "prediction": prediction, "ms": pred_ms[j]})
+            labeled.append({"label": r["truth"][j], "prediction": prediction, "ms": pred_ms[j],
+                            "lag_s": delay_ms / 1000})  # fmt: skip
             first_labels.append((rid.encode(), orjson.dumps(label)))
 
     # duplicates (the same label again) and corrections (another label later), keyed
@@ -160,6 +161,14 @@ def test_labels_meet_stored_predictions_by_request_id_and_equal_sklearn(
         # estimated performance (CBPE) of the latest closed window is exported
         gauges = run.worker.metrics.model_gauges
         assert gauges.value("performance", ("credit", "1", "accuracy", "estimated")) is not None
+        # label-lag quantiles of the newest labeled window, within the KLL rank error
+        newest = max(int(e["ms"]) // WINDOW_MS * WINDOW_MS for e in labeled)
+        lags = np.array([e["lag_s"] for e in labeled if e["ms"] >= newest])
+        for q in (0.5, 0.95, 0.99):
+            value = gauges.value("label_lag_seconds", ("credit", "1", f"{q:g}"))
+            assert value is not None, q
+            below, at_most = np.mean(lags < value), np.mean(lags <= value)
+            assert below <= q + 0.02 and at_most >= q - 0.02, (q, value, below, at_most)
 
     # every label event counted once, dead-lettered once, or a counted duplicate
     from_labels = [

@@ -15,6 +15,7 @@ def config_mapping(bootstrap: str, prefix: str, **sections: dict[str, Any]) -> d
             "alerts": f"{prefix}.alerts",
             "deadletter": f"{prefix}.dlq",
             "profiles": f"{prefix}.profiles",
+            "retrain": f"{prefix}.retrain",
         },
     }
     for key, value in sections.items():

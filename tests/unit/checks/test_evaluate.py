@@ -505,6 +505,7 @@ def test_every_result_becomes_a_valid_alert_and_resolves(ref: ModelProfile) -> N
     checks = {m["check"] for m in fired.values()}
     service = {"latency", "error_rate", "fallback_rate", "volume", "model_version"}
     labels = {"performance_drop", "calibration_drift", "label_drift", "estimated_performance_drop"}
+    labels |= {"performance_gap", "label_staleness", "label_coverage"}  # test_performance_trend
     labels |= {"retrain"}  # test_retrain
     assert checks == set(CHECK_NAMES) - {"slow_drift"} - service - labels  # service: elsewhere
     assert all(m["status"] == "firing" and m["reason"] == "fired" for m in fired.values())
