@@ -16,6 +16,8 @@ Environment:
   ``..._BOOTSTRAP_SERVERS``, ``..._GROUP_ID`` and ``..._INSTANCE_ID`` set those fields.
 * ``STREAMPROC_SCHEMA_REGISTRY_<SETTING>``: a ``[mapping.schema_registry]`` setting, named
   the same way (``..._BASIC_AUTH_USER_INFO``); ``..._URL`` sets ``schema_registry_url``.
+  They apply to a wire-format ``[mapping]`` only: set for a whole deployment, they never
+  break a worker that reads plain JSON.
 * ``STREAMPROC_METRICS_PORT``, ``STREAMPROC_REPLAY`` (``1``/``true``).
 
 Unknown keys are errors that name the key and the file: a typo must not silently fall
@@ -966,7 +968,7 @@ def apply_env(config: MonitorConfig, env: Mapping[str, str]) -> MonitorConfig:
         )
     metrics, evaluation, mapping = config.metrics, config.evaluation, config.mapping
     registry = client_settings_from_env(env)
-    if registry:  # STREAMPROC_SCHEMA_REGISTRY_URL, ..._BASIC_AUTH_USER_INFO, ...
+    if registry and mapping.format != "json":  # STREAMPROC_SCHEMA_REGISTRY_URL, ...
         url = registry.pop("url", mapping.schema_registry_url)
         try:
             mapping = dataclasses.replace(

@@ -31,6 +31,31 @@ def bootstrap_servers(kafka_broker: Broker) -> str:
     return kafka_broker.bootstrap_servers
 
 
+@pytest.fixture(scope="session")
+def schema_registry_url() -> Iterator[str]:
+    """A real schema registry's Confluent-API URL: ``STREAMPROC_TEST_SCHEMA_REGISTRY_URL``
+    when the environment runs one, else Apicurio Registry started locally for the session
+    (tests/support/apicurio.py); fails (never skips) in CI when neither can be had."""
+    from tests.support.apicurio import running_registry
+    from tests.support.registry import real_registry_url
+
+    named = real_registry_url()
+    if named:
+        yield named
+        return
+    registry = running_registry()
+    try:
+        url = registry.__enter__()
+    except Exception as exc:
+        if kafka_required():
+            pytest.fail(f"a schema registry is required here (CI=true) but unavailable: {exc}")
+        pytest.skip(f"no schema registry: {exc}")
+    try:
+        yield url
+    finally:
+        registry.__exit__(None, None, None)
+
+
 @pytest.fixture
 def unique_topic(request: pytest.FixtureRequest) -> Callable[[str], str]:
     """Make topic names private to this test: ``unique_topic("predictions")``."""

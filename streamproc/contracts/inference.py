@@ -5,7 +5,11 @@ each field looks like — an id, an event time (epoch seconds, epoch millisecond
 3339), a score in [0, 1], a map (or array) of class probabilities, a label, a categorical
 or numeric feature, the model or its version — then proposes a ``[mapping]`` that the
 worker accepts (:meth:`Proposal.toml`). Pure: the CLI (``cli/attach_cmd.py``) reads the
-topic and prints. A guess, not a contract: the proposal says what it could not find.
+topic, decodes records in the Confluent wire format through the registry first (then
+:func:`with_wire_format` adds ``format`` and ``schema_registry_url``) and prints. A guess,
+not a contract: the proposal says what it could not find. A labels topic's
+``[labels_mapping]`` is guessed from the same field classes
+(:mod:`streamproc.contracts.label_inference`).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from typing import Any, Final
 
 from streamproc.contracts.envelope import is_rfc3339
 
-__all__ = ["FieldGuess", "Proposal", "infer"]
+__all__ = ["FieldGuess", "Proposal", "guess_fields", "infer", "pick", "with_wire_format"]
 
 _YEAR_S: Final = 365.25 * 86_400
 _ENVELOPE: Final = frozenset(
@@ -72,12 +76,29 @@ class Proposal:
     notes: list[str]
     records: int
     not_objects: int = 0
+    section: str = "mapping"
+    """The config section proposed: ``mapping``, or ``labels_mapping`` for a labels topic."""
+    comments: list[str] = field(default_factory=list)
+    """Commented-out alternatives printed after the section (``# label = ...``)."""
 
     def toml(self) -> str:
-        """The ``[mapping]`` section, as TOML."""
-        lines = ["[mapping]"]
+        """The section (``[mapping]``, ``[labels_mapping]``), as TOML."""
+        lines = [f"[{self.section}]"]
         lines += [f"{_key(k)} = {_value(v)}" for k, v in self.mapping.items()]
+        lines += [f"# {c}" for c in self.comments]
         return "\n".join(lines) + "\n"
+
+
+def with_wire_format(proposal: Proposal, fmt: str, url: str) -> Proposal:
+    """``proposal`` for records decoded from the Confluent wire format: ``format`` and
+    ``schema_registry_url`` first in its ``[mapping]`` (the envelope case included: the
+    worker still has to decode the records through the registry)."""
+    proposal.mapping = {"format": fmt, "schema_registry_url": url, **proposal.mapping}
+    proposal.notes = [
+        n.replace("no [mapping] needed", "[mapping] needs only the format keys")
+        for n in proposal.notes
+    ]
+    return proposal
 
 
 def infer(
@@ -92,19 +113,28 @@ def infer(
     ``keys``: the records' Kafka keys (a key-per-record topic gives ``request_id =
     "$key"``); ``model``: the constant model name used when no field names it;
     ``now_s``: the wall clock (epoch seconds) that bounds plausible event times."""
+    guesses, objects = guess_fields(records, now_s)
+    n = len(objects)
+    proposal = Proposal(guesses, {}, [], len(records), len(records) - n)
+    if n and all(r.keys() >= _ENVELOPE for r in objects):
+        proposal.notes.append("the records are already envelopes: no [mapping] needed")
+        return proposal
+    _propose(proposal, guesses, keys, model)
+    return proposal
+
+
+def guess_fields(
+    records: Sequence[Any], now_s: float
+) -> tuple[list[FieldGuess], list[dict[str, Any]]]:
+    """Every field (JSON Pointer) of the objects among ``records``, classified; and those
+    objects."""
     objects = [r for r in records if type(r) is dict]
     guesses: dict[str, FieldGuess] = {}
     for rec in objects:
         _walk(rec, "", guesses, 1)
-    n = len(objects)
     for g in guesses.values():
-        _classify(g, n, now_s)
-    proposal = Proposal(list(guesses.values()), {}, [], len(records), len(records) - n)
-    if n and all(r.keys() >= _ENVELOPE for r in objects):
-        proposal.notes.append("the records are already envelopes: no [mapping] needed")
-        return proposal
-    _propose(proposal, list(guesses.values()), keys, model)
-    return proposal
+        _classify(g, len(objects), now_s)
+    return list(guesses.values()), objects
 
 
 def _walk(obj: dict[str, Any], prefix: str, out: dict[str, FieldGuess], depth: int) -> None:
@@ -189,7 +219,7 @@ def _num(x: float) -> str:
     return f"{x:.4g}" if math.isfinite(x) else str(x)
 
 
-def _pick(guesses: list[FieldGuess], role: str, prefer: Sequence[str] = ()) -> FieldGuess | None:
+def pick(guesses: list[FieldGuess], role: str, prefer: Sequence[str] = ()) -> FieldGuess | None:
     """The best field of ``role``: a preferred name first, then the most present, top-level
     fields before nested ones."""
     found = [g for g in guesses if g.role == role]
@@ -214,30 +244,30 @@ def _propose(
         used.add(g.pointer)
         return g.pointer
 
-    m["model"] = take(_pick(guesses, "model")) or model
-    m["model_version"] = take(_pick(guesses, "version")) or "1"
-    rid = take(_pick(guesses, "id", ("request", "id")))
+    m["model"] = take(pick(guesses, "model")) or model
+    m["model_version"] = take(pick(guesses, "version")) or "1"
+    rid = take(pick(guesses, "id", ("request", "id")))
     keyed = sum(k is not None for k in keys)
     if rid is None and keys and keyed >= 0.99 * len(keys):
         rid = "$key"
     if rid is None:
         p.notes.append("no request id found (label joins need one): request_id is a constant")
     m["request_id"] = rid or "none"
-    ts = take(_pick(guesses, "timestamp", ("timestamp", "ts", "time", "event", "created")))
+    ts = take(pick(guesses, "timestamp", ("timestamp", "ts", "time", "event", "created")))
     m["timestamp"] = ts or "$timestamp"
-    probs = _pick(guesses, "probabilities")
+    probs = pick(guesses, "probabilities")
     if probs is not None:
         m["prediction"] = {"probabilities": take(probs)}
         if probs.types.get("array"):
             p.notes.append("probabilities are an array: name the classes with classes = [...]")
     else:
         pred: dict[str, str] = {}
-        score = _pick(guesses, "score", _SCORE_NAMES)
+        score = pick(guesses, "score", _SCORE_NAMES)
         if score is None:
             score = next(
                 (g for g in guesses if g.role == "numeric" and g.name in _SCORE_NAMES), None
             )
-        label = _pick(guesses, "label", ("label", "class", "decision", "pred"))
+        label = pick(guesses, "label", ("label", "class", "decision", "pred"))
         if label is not None:
             pred["label"] = take(label)  # type: ignore[assignment]
         if score is not None:

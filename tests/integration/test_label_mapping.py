@@ -6,13 +6,18 @@ to labels — chargeback → 1, settled → 0, every other type no label. The la
 counts exactly the derived labels per prediction window, with scikit-learn's accuracy,
 precision, recall and F1 on the same joined data; every business event is a counted
 label, a counted non-label event (never dead-lettered), or dead-lettered once with a
-reason."""
+reason. ``streamproc attach --sample --labels`` proposes that ``[labels_mapping]`` from a
+sample of such a topic, and the join counts exactly the derived labels with it."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import time
+import tomllib
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,6 +26,7 @@ import pytest
 from confluent_kafka import Producer
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
 
+from streamproc.cli.main import main
 from streamproc.contracts.framing import REASON, SOURCE_TOPIC
 from streamproc.core.model_profile import ModelProfile
 from streamproc.core.reference_performance import build
@@ -189,3 +195,102 @@ def test_labels_derived_from_business_events_meet_their_predictions(
         assert got["precision"] == pytest.approx(precision_score(y, p), rel=1e-12), start
         assert got["recall"] == pytest.approx(recall_score(y, p), rel=1e-12), start
         assert got["f1"] == pytest.approx(f1_score(y, p), rel=1e-12), start
+
+
+# ---------------------------------------------------------------------------- attach --sample
+
+
+def test_attach_sample_labels_proposes_the_derived_label_the_join_counts(
+    bootstrap_servers: str, unique_topic: Callable[[str], str], tmp_path: Path
+) -> None:
+    """``streamproc attach --sample --labels`` on a business-events topic, as a user runs
+    it: it proposes the ``[labels_mapping]`` (chargeback → 1, settled → 0, the other event
+    types no label) and the ``streamproc worker --labels-topic`` command; a worker with
+    that mapping counts exactly the derived labels, per prediction window, and the other
+    events as non-label events."""
+    prefix = unique_topic("lattach")
+    orders_topic = f"{prefix}.orders"
+    create_topic(bootstrap_servers, orders_topic, 3)
+    rng = np.random.default_rng(43)
+    base_ms = (int(time.time() * 1000) - 3 * DAY_MS) // WINDOW_MS * WINDOW_MS
+    n = RATE * 2 * WINDOW_MS // 1000  # two windows
+    r = _rows(n, seed=44)
+    pred_ms = base_ms + np.arange(n) * (1000 // RATE)
+    predictions: list[tuple[bytes, bytes | None]] = []
+    events: list[tuple[bytes, bytes, int]] = []
+    labeled_per_window: Counter[int] = Counter()
+    positives = neutral = 0
+    for j in range(n):
+        oid = f"o{j}"
+        envelope = {
+            "model": "fraud",
+            "model_version": "1",
+            "request_id": oid,
+            "timestamp": int(pred_ms[j]) / 1000,
+            "features": {"f0": float(r["f0"][j]), "f1": float(r["f1"][j])},
+            "prediction": {"label": int(r["pred"][j]), "score": float(r["score"][j])},
+        }
+        predictions.append((oid.encode(), orjson.dumps(envelope)))
+        at_ms = int(pred_ms[j]) + int(rng.integers(60_000, DAY_MS))
+        kinds = [str(rng.choice(["shipped", "created", "refund_requested"]))]
+        if rng.random() < LABELED:
+            kinds.append("chargeback" if r["truth"][j] else "settled")
+            labeled_per_window[int(pred_ms[j]) // WINDOW_MS * WINDOW_MS] += 1
+            positives += int(r["truth"][j])
+        neutral += 1
+        for k, kind in enumerate(kinds):  # the neutral event first, as orders go
+            body = {"order": {"id": oid}, "at_ms": at_ms + k * 30_000, "type": kind}
+            events.append((oid.encode(), orjson.dumps(body), at_ms + k * 30_000))
+    producer = Producer({"bootstrap.servers": bootstrap_servers, "linger.ms": 5})
+    for key, value, ts in events:
+        producer.produce(orders_topic, key=key, value=value, timestamp=ts)
+        producer.poll(0)
+    assert producer.flush(30) == 0
+
+    out = io.StringIO()
+    path = tmp_path / "labels.toml"
+    with contextlib.redirect_stdout(out):
+        code = main(["attach", "--sample", "--labels", "--bootstrap-servers", bootstrap_servers,
+                     "--topic", orders_topic, "--model", "fraud", "--predictions-topic",
+                     f"{prefix}.predictions", "--write", str(path)])  # fmt: skip
+    printed = out.getvalue()
+    assert code == 0, printed
+    assert "[labels_mapping]" in printed and f"--labels-topic {orders_topic}" in printed
+    proposed = tomllib.loads(path.read_text())["labels_mapping"]
+    assert proposed == {
+        "model": "fraud",
+        "request_id": "/order/id",
+        "timestamp": "/at_ms",
+        "label": {"from": "/type", "map": {"chargeback": 1, "settled": 0}},
+    }
+
+    config = monitor_config(bootstrap_servers, prefix, labels_mapping=proposed,
+                            kafka={"start_from": "earliest"})  # fmt: skip
+    labeled = sum(labeled_per_window.values())
+    with running_worker(config, [_reference()], labels_topic=orders_topic) as run:
+        Feed(bootstrap_servers, config.topics.predictions).send(predictions)
+        registry = run.worker.metrics.registry
+
+        def sample(name: str, **labels_: str) -> float:
+            return registry.get_sample_value(name, labels_) or 0.0
+
+        assert wait_until(lambda: sample("streamproc_labels_total", model="fraud") >= labeled, 120)
+        state_topic = f"{config.topics.profiles}-state"
+
+        def performance() -> dict[int, int]:
+            out = {}
+            for key, value in latest_values(bootstrap_servers, state_topic).items():
+                if value is not None and orjson.loads(key)[0] == "w":
+                    w = WindowState.from_bytes(value)
+                    out[w.start_ms] = w.performance.n if w.performance else 0
+            return out
+
+        assert wait_until(lambda: sum(performance().values()) >= labeled, 60, every_s=1.0)
+        time.sleep(2)
+        assert sample("streamproc_labels_total", model="fraud") == labeled
+        assert sample("streamproc_non_label_events_total") == neutral
+        assert sample("streamproc_deadletter_total", reason="missing_field") == 0
+        assert sample("streamproc_join_events_total", outcome="duplicate_label") == 0
+        assert sample("streamproc_join_events_total", outcome="correction") == 0
+        assert performance() == dict(labeled_per_window)
+    assert 0 < positives < labeled

@@ -6,28 +6,37 @@ among them, and for Protobuf a registry outage while the new schema is first see
 the counts per window are exact (from the produced data in integer arithmetic), each bad
 record is dead-lettered once with its reason, the outage holds records back instead of
 losing or dead-lettering them, the change of schema is surfaced (log, metrics), and the
-removed field shows up as the missing values the completeness check alerts on.
+removed field shows up as the missing values the completeness check alerts on; and
+``streamproc attach --sample`` on an Avro and a Protobuf topic proposes a ``[mapping]``
+(``format``, ``schema_registry_url``) under which the worker counts every record.
 
-Registry: ``STREAMPROC_TEST_SCHEMA_REGISTRY_URL`` when the environment runs a real one
-(then it must answer); otherwise confluent-kafka's in-memory ``mock://`` registry, a
-STAND-IN — see tests/support/registry.py for why no real registry runs here.
+Registry: a real one — Apicurio Registry 2.6.13.Final's Confluent-compatible API, started
+locally for the session (tests/support/apicurio.py), or
+``STREAMPROC_TEST_SCHEMA_REGISTRY_URL`` when the environment runs one. The registry
+outage is simulated on confluent-kafka's in-memory ``mock://`` registry, a stand-in named
+as such (``stand_in_registry``): a real registry cannot be made to fail one fetch.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from streamproc.cli.main import main
 from streamproc.config import MonitorConfig
 from streamproc.contracts.framing import deadletter_header_object
 from streamproc.monitor.worker import Worker
 from tests.integration.monitor_harness import AlertWatcher, monitor_config, wait_until
 from tests.integration.test_attach import (
     Record,
+    attach_sample,
     expected,
     flat_reference,
     produce,
@@ -43,8 +52,6 @@ from tests.support.registry import (
     check_reachable,
     client_for,
     proto_class,
-    real_registry_url,
-    registry_url,
     share_mock_registries,
 )
 
@@ -101,15 +108,13 @@ COUNTRIES = ["de", "fr", "us", "uk", "es"]
 
 
 @pytest.fixture
-def registry(request: pytest.FixtureRequest) -> Iterator[str]:
-    """The registry's URL (a real one must answer; the stand-in is shared in-process)."""
-    url = registry_url(request.node.name[:40])
+def registry(schema_registry_url: str) -> Iterator[str]:
+    """The real registry's URL (Apicurio Registry, or the one the environment names)."""
     try:
-        check_reachable(url)
+        check_reachable(schema_registry_url)
     except Exception as exc:
-        pytest.fail(f"{real_registry_url()} is named as the test registry but fails: {exc}")
-    with share_mock_registries():
-        yield url
+        pytest.fail(f"the test registry {schema_registry_url} does not answer: {exc}")
+    yield schema_registry_url
 
 
 @pytest.fixture
@@ -248,11 +253,20 @@ def test_avro_topic_through_the_registry_with_a_schema_evolution(
 # ---------------------------------------------------------------------------- protobuf
 
 
+@pytest.fixture(params=["real", "stand_in"])
+def protobuf_registry(request: pytest.FixtureRequest) -> str:
+    """The real registry (no outage), then the stand-in (the outage simulated on it)."""
+    return str(
+        request.getfixturevalue("registry" if request.param == "real" else "stand_in_registry")
+    )
+
+
 def test_protobuf_topic_through_the_registry_with_an_evolution_during_an_outage(
-    bootstrap_servers: str, unique_topic: Callable[[str], str], registry: str
+    bootstrap_servers: str, unique_topic: Callable[[str], str], protobuf_registry: str
 ) -> None:
-    """On a real registry the same records without the outage (it is simulated on the
+    """On the real registry the same records without the outage (it is simulated on the
     in-process stand-in only)."""
+    registry = protobuf_registry
     simulated = registry.startswith("mock://")
     prefix = unique_topic("proto")
     mapping = {**MAPPING, "format": "protobuf", "schema_registry_url": registry}
@@ -337,3 +351,67 @@ def test_a_worker_stopped_during_an_outage_commits_only_what_it_counted(
         # exactly the held records: none lost with the first worker, none counted twice
         assert metric(again, "streamproc_events_total", model="fraud") == len(new)
     check_windows(bootstrap_servers, config, old + new)
+
+
+# ---------------------------------------------------------------------------- attach --sample
+
+
+@pytest.mark.parametrize("fmt", ["avro", "protobuf"])
+def test_attach_sample_on_a_wire_format_topic_proposes_a_mapping_the_worker_counts_with(
+    bootstrap_servers: str,
+    unique_topic: Callable[[str], str],
+    registry: str,
+    tmp_path: Path,
+    fmt: str,
+) -> None:
+    """``streamproc attach --sample`` run in-process (``main(argv)``: a subprocess cannot
+    share the in-process stand-in registry): without a registry it names the wire format
+    and the schema ids and exits 2; with one it decodes through it and proposes ``format``
+    and ``schema_registry_url``, a mapping under which the worker counts every record."""
+    prefix = unique_topic(f"attach-{fmt}")
+    topic = f"{prefix}.predictions"
+    create_topic(bootstrap_servers, topic, 3)
+    now_ms = int(time.time() * 1000)
+    t0 = (now_ms - 10 * 60_000) // 10_000 * 10_000
+    recs = rows(1, 1_500, t0)  # 30 s
+    writer = WireWriter(client_for(registry), topic)
+    values = writer.avro(AVRO_V1, recs) if fmt == "avro" else writer.protobuf(PROTO_V1, recs)
+    plain = (b"bad-plain", b'{"id": "x", "ts_ms": 1, "score": 0.5}', now_ms)
+    produce(bootstrap_servers, topic, [*keyed(recs, values, now_ms), plain])
+    schema_id = int.from_bytes(values[0][1:5], "big")
+
+    code, out, err = run_cli(["attach", "--sample", "--bootstrap-servers", bootstrap_servers,
+                              "--topic", topic, "--count", "300"])  # fmt: skip
+    assert code == 2, out + err
+    assert "Confluent wire format" in err and f"schema id {schema_id}" in err, err
+    assert "--schema-registry-url" in err and "Traceback" not in out + err
+
+    proposed = attach_sample(bootstrap_servers, topic, tmp_path / "m.toml", "--model", "fraud",
+                             "--schema-registry-url", registry)  # fmt: skip
+    assert proposed == {
+        "format": fmt,
+        "schema_registry_url": registry,
+        "model": "fraud",
+        "model_version": "1",
+        "request_id": "/id",
+        "timestamp": "/ts_ms",
+        "prediction": {"score": "/score"},
+        "features": "*",
+    }
+    config = monitor_config(bootstrap_servers, prefix, mapping=proposed)
+    assert config.topics.predictions == topic
+    with worker_on(config, [flat_reference()]) as worker:
+        assert wait_until(settled(worker, len(recs)), 90), "not all counted"
+        time.sleep(0.6)  # one more flush: nothing beyond arrives
+        assert metric(worker, "streamproc_events_total", model="fraud") == len(recs)
+        assert metric(worker, "streamproc_deadletter_total", reason="not_wire_format") == 1
+    profiles = check_windows(bootstrap_servers, config, recs)
+    assert sum(p.features["amount"].count for p in profiles.values()) == len(recs)
+
+
+def run_cli(argv: list[str]) -> tuple[int, str, str]:
+    """``streamproc ARGV`` in-process: (exit code, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(argv)
+    return code, out.getvalue(), err.getvalue()

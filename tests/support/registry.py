@@ -1,21 +1,19 @@
 """A schema registry for the tests, and helpers to produce records in the Confluent wire
 format (Avro, Protobuf) with confluent-kafka's own serializers.
 
-Registry, in order of preference (:func:`registry_url`):
+Registry, in order of preference (``schema_registry_url`` in tests/conftest.py):
 
 * ``STREAMPROC_TEST_SCHEMA_REGISTRY_URL``: a real registry that the environment runs (a
   Confluent Schema Registry, Apicurio Registry's ``/apis/ccompat/v7``, Karapace). When it
   is set and does not answer, the tests fail; they never fall back.
-* otherwise confluent-kafka's in-memory ``mock://`` registry, a **STAND-IN**, not a real
-  registry: no HTTP, no separate process. No real registry can be installed on this
-  project's machines: Apicurio Registry 3.3.3 is a Quarkus application whose own module
-  jars (``apicurio-registry-contracts-rules``, ``-config-index``, ``-schema-util-*``, ...)
-  Maven Central does not serve here, 2.6.13.Final needs Confluent's serializer jars (not
-  on Central), 3.0.9's parent POM is not served, Karapace is not on PyPI and Confluent's
-  registry is not on any registry this project may use. confluent-kafka keeps one mock
-  store per client object, so :func:`share_mock_registries` makes every client of one
-  ``mock://`` URL in this process (the test's serializers, the worker's decoder) use one
-  store, as clients of one real registry would.
+* otherwise Apicurio Registry 2.6.13.Final, fetched once with Maven and started for the
+  session (:mod:`tests.support.apicurio`); in CI a failure to start it fails the tests.
+
+confluent-kafka's in-memory ``mock://`` registry is used only where a real registry
+cannot serve: to simulate an outage. It keeps one mock store per client object, so
+:func:`share_mock_registries` makes every client of one ``mock://`` URL in this process
+(the test's serializers, the worker's decoder) use one store, as clients of one real
+registry would.
 
 A registry outage is simulated on the mock by :class:`Outage` (its fetches raise the
 transport error an unreachable registry gives).

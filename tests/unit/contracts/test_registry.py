@@ -425,6 +425,9 @@ def test_registry_settings_from_the_environment() -> None:
     assert flatten_client_settings({"ssl": {"ca": {"location": "/ca.pem"}}}) == {
         "ssl.ca.location": "/ca.pem"
     }
+    # set for a whole deployment, they leave a plain-JSON worker as it is
+    plain = apply_env(config(), env).mapping
+    assert plain.format == "json" and plain.schema_registry_url == ""
 
 
 def test_a_registry_url_nobody_listens_on_is_an_outage_not_a_reject() -> None:
