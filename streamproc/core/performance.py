@@ -181,8 +181,10 @@ class ClassificationPerformance:
         rows = np.flatnonzero(keep).tolist()
         t_names = [truth[i] for i in rows]
         p_names = [preds[i] for i in rows]
-        ti = self._index(t_names)  # type: ignore[arg-type]
-        pi = self._index(p_names)  # type: ignore[arg-type]
+        # one call for both: growing the class set reorders it, which would leave
+        # indices taken before the growth pointing at other classes
+        both = self._index([*t_names, *p_names])  # type: ignore[list-item]
+        ti, pi = both[: len(t_names)], both[len(t_names) :]
         k = len(self.classes)
         self.confusion += np.bincount(ti * k + pi, minlength=k * k).reshape(k, k)
         if self.binary:

@@ -48,6 +48,7 @@ CAUSE = {
     "performance_drop": "concept_drift",
     "calibration_drift": "concept_drift",
     "label_drift": "concept_drift",
+    "performance_gap": "concept_drift",
 }
 """The phase whose start each check's alert is timed from (default: the incident)."""
 

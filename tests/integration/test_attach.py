@@ -285,7 +285,7 @@ def test_multiclass_probability_map_and_nested_model_name(
 
 
 def test_first_start_from_a_time_in_the_middle_counts_only_the_later_records(
-    bootstrap_servers: str, unique_topic: Callable[[str], str]
+    bootstrap_servers: str, unique_topic: Callable[[str], str], tmp_path: Path
 ) -> None:
     prefix = unique_topic("startfrom")
     t0 = (int(time.time() * 1000) - 30 * 60_000) // 1000 * 1000
@@ -308,3 +308,9 @@ def test_first_start_from_a_time_in_the_middle_counts_only_the_later_records(
     assert counted(bootstrap_servers, config, "fraud", len(later), [flat_reference()]) == expected(
         later
     )
+    # attach --sample on this topic too: the mapping it proposes is the one above
+    proposed = attach_sample(
+        bootstrap_servers, config.topics.predictions, tmp_path / "m.toml", "--model", "fraud"
+    )
+    want = {k: v for k, v in mapping.items() if k != "model_version"}
+    assert {k: proposed.get(k) for k in want} == want, proposed

@@ -127,4 +127,6 @@ def test_demo_fast_fires_and_resolves_every_scripted_alert(bootstrap_servers: st
         # the flipped outcomes also move the Brier score and the class prior
         "calibration_drift",
         "label_drift",
+        # realized accuracy falls below the training set's: the train–production gap
+        "performance_gap",
     }, text

@@ -9,6 +9,7 @@ import pytest
 from sklearn.metrics import (
     accuracy_score,
     brier_score_loss,
+    confusion_matrix,
     log_loss,
     mean_absolute_error,
     mean_absolute_percentage_error,
@@ -94,6 +95,38 @@ def test_merge_of_many_windows_equals_one_accumulator() -> None:
     for name, value in wm.items():
         assert mm[name] == pytest.approx(value, rel=1e-9, abs=1e-12), name
     _check_binary(merged, y, pred, score)
+
+
+@pytest.mark.parametrize("positive", ["deny", None])
+def test_tiny_updates_whose_predictions_bring_a_new_class_match_sklearn(
+    positive: str | None,
+) -> None:
+    """Updates of 1–4 rows, as a live join flushes them: a prediction often names a
+    class that no label of the accumulator has yet (CI: a live window's accuracy was off
+    by 2/500 with n right)."""
+    rng = np.random.default_rng(12)
+    classes = ["approve", "deny", "refer"] if positive is None else ["approve", "deny"]
+    y = list(rng.choice(classes, 3000))
+    pred = [c if rng.random() < 0.6 else str(rng.choice(classes)) for c in y]
+    merged = ClassificationPerformance(positive=positive)
+    at = 0
+    while at < len(y):
+        k = int(rng.integers(1, 5))
+        part = ClassificationPerformance(positive=positive)
+        part.update(y[at : at + k], pred[at : at + k])
+        merged = merged.merge(part)
+        at += k
+    single = ClassificationPerformance(positive=positive)
+    for t, p in zip(y, pred, strict=True):
+        single.update([t], [p])
+    want = confusion_matrix(y, pred, labels=sorted(classes))
+    for perf in (merged, single):
+        assert perf.classes == tuple(sorted(classes))
+        assert np.array_equal(perf.confusion, want)
+        assert perf.metrics()["accuracy"] == pytest.approx(accuracy_score(y, pred), abs=1e-12)
+    first = ClassificationPerformance(positive=positive)
+    first.update(["deny", "deny", "deny"], ["approve", "approve", "deny"])
+    assert first.metrics()["accuracy"] == pytest.approx(1 / 3)
 
 
 def test_merge_does_not_mutate_and_aligns_classes() -> None:
