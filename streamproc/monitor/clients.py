@@ -123,3 +123,32 @@ def static_membership(instance_id: str) -> dict[str, str]:
     set: a restart with the same id takes its partitions back without a rebalance or a
     wait for the dead member's session to time out."""
     return {"group.instance.id": instance_id} if instance_id else {}
+
+
+def produce_waiting(
+    producer: Producer,
+    topic: str,
+    key: bytes | str | None,
+    value: bytes | None,
+    headers: Any = None,
+    partition: int | None = None,
+) -> None:
+    """``producer.produce``, serving delivery reports (50 ms polls) while its local queue
+    is full rather than failing: a stage's writes belong to its open transaction."""
+    kwargs: dict[str, Any] = {"value": value, "key": key, "headers": headers}
+    if partition is not None:
+        kwargs["partition"] = partition
+    while True:
+        try:
+            producer.produce(topic, **kwargs)
+            return
+        except BufferError:
+            producer.poll(0.05)
+
+
+def bytes_headers(headers: Any) -> list[tuple[str, bytes | None]]:
+    """Kafka message headers as (name, bytes) pairs, whatever form the client gave."""
+    if not headers:
+        return []
+    items = headers.items() if isinstance(headers, dict) else headers
+    return [(k, v.encode() if isinstance(v, str) else v) for k, v in items]

@@ -43,8 +43,10 @@ from streamproc.labels.repartition import encode_predictions
 from streamproc.monitor.authorization import raise_if_refused
 from streamproc.monitor.clients import (
     KafkaClients,
+    bytes_headers,
     close_clients,
     exactly_once_consumer,
+    produce_waiting,
     stage_identity,
     transactional_producer,
 )
@@ -527,7 +529,7 @@ class IngestLoop:
             msg.topic() or "",
             msg.partition() or 0,
             msg.offset() or 0,
-            _bytes_headers(msg.headers()),
+            bytes_headers(msg.headers()),
         )
         self._produce(self.settings.deadletter_topic, msg.key(), msg.value(), headers)
         self._pending_rejects += 1
@@ -551,12 +553,7 @@ class IngestLoop:
         self, topic: str, key: bytes | str | None, value: bytes | None, headers: Any = None
     ) -> None:
         assert self._producer is not None
-        while True:
-            try:
-                self._producer.produce(topic, value=value, key=key, headers=headers)
-                return
-            except BufferError:
-                self._producer.poll(0.05)
+        produce_waiting(self._producer, topic, key, value, headers)
 
     # ------------------------------------------------------------------ flush
 
@@ -621,11 +618,3 @@ def _either(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
     if a is None:
         return b
     return a if b is None else (a | b)
-
-
-def _bytes_headers(headers: Any) -> list[tuple[str, bytes | None]]:
-    """Kafka message headers as (name, bytes) pairs, whatever form the client gave."""
-    if not headers:
-        return []
-    items = headers.items() if isinstance(headers, dict) else headers
-    return [(k, v.encode() if isinstance(v, str) else v) for k, v in items]

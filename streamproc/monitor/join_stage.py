@@ -50,10 +50,11 @@ from streamproc.monitor.clients import (
     KafkaClients,
     close_clients,
     exactly_once_consumer,
+    produce_waiting,
     stage_identity,
     transactional_producer,
 )
-from streamproc.monitor.labels import new_performance
+from streamproc.monitor.labels import new_performance, regression_value
 from streamproc.monitor.lag import report_lag
 from streamproc.monitor.metrics import Metrics
 from streamproc.monitor.performance_delta import (
@@ -123,8 +124,7 @@ class _Window:
             perf = self.performance
             if isinstance(perf, RegressionPerformance):
                 values = [
-                    s if np.isfinite(s) else _number(p)
-                    for s, p in zip(self.scores, self.predicted, strict=True)
+                    regression_value(p, s) for s, p in zip(self.scores, self.predicted, strict=True)
                 ]
                 perf.update(self.truth, values, lag)
             else:
@@ -385,15 +385,7 @@ class JoinLoop:
         partition: int | None = None,
     ) -> None:
         assert self._producer is not None
-        kwargs: dict[str, Any] = {"value": value, "key": key, "headers": headers}
-        if partition is not None:
-            kwargs["partition"] = partition
-        while True:
-            try:
-                self._producer.produce(topic, **kwargs)
-                return
-            except BufferError:
-                self._producer.poll(0.05)
+        produce_waiting(self._producer, topic, key, value, headers, partition)
 
     # ------------------------------------------------------------------ flush
 
@@ -513,12 +505,6 @@ def _read_changelog(reader: Consumer, topic: str, task: int, store: PendingStore
                 )
     finally:
         reader.unassign()
-
-
-def _number(label: Any) -> float:
-    if isinstance(label, int | float) and not isinstance(label, bool):
-        return float(label)
-    return float("nan")
 
 
 __all__ = ["JoinLoop", "JoinSettings", "join_topic_names"]

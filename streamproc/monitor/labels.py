@@ -59,8 +59,10 @@ from streamproc.labels.repartition import encode_label
 from streamproc.monitor.authorization import raise_if_refused
 from streamproc.monitor.clients import (
     KafkaClients,
+    bytes_headers,
     close_clients,
     exactly_once_consumer,
+    produce_waiting,
     stage_identity,
     transactional_producer,
 )
@@ -321,7 +323,8 @@ class LabelsLoop:
         perf = window.performance
         if isinstance(perf, RegressionPerformance):
             predicted = [
-                _number(batch.prediction_label[i], float(scores[j])) for j, i in enumerate(rows)
+                regression_value(batch.prediction_label[i], float(scores[j]))
+                for j, i in enumerate(rows)
             ]
             perf.update(truth, predicted, lag_s)
         else:
@@ -340,7 +343,7 @@ class LabelsLoop:
             msg.topic() or "",
             msg.partition() or 0,
             msg.offset() or 0,
-            _bytes_headers(msg.headers()),
+            bytes_headers(msg.headers()),
         )
         self._produce(self.settings.deadletter_topic, msg.key(), msg.value(), headers)
         self._pending_rejects += 1
@@ -348,12 +351,7 @@ class LabelsLoop:
 
     def _produce(self, topic: str, key: Any, value: bytes | None, headers: Any) -> None:
         assert self._producer is not None
-        while True:
-            try:
-                self._producer.produce(topic, value=value, key=key, headers=headers)
-                return
-            except BufferError:
-                self._producer.poll(0.05)
+        produce_waiting(self._producer, topic, key, value, headers)
 
     # ------------------------------------------------------------------ flush
 
@@ -416,18 +414,10 @@ class LabelsLoop:
                 consumer.seek(TopicPartition(tp.topic, tp.partition, max(tp.offset, 0)))
 
 
-def _number(label: Any, score: float) -> float:
+def regression_value(label: Any, score: float) -> float:
     """The predicted value of a regression row: its score, else a numeric label."""
     if np.isfinite(score):
         return score
     if isinstance(label, int | float) and not isinstance(label, bool):
         return float(label)
     return float("nan")
-
-
-def _bytes_headers(headers: Any) -> list[tuple[str, bytes | None]]:
-    """Kafka message headers as (name, bytes) pairs, whatever form the client gave."""
-    if not headers:
-        return []
-    items = headers.items() if isinstance(headers, dict) else headers
-    return [(k, v.encode() if isinstance(v, str) else v) for k, v in items]

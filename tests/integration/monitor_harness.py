@@ -20,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from streamproc.config import MonitorConfig, config_from_mapping
 from streamproc.core.model_profile import ModelProfile
 from streamproc.monitor.references import ReferenceSet
+from streamproc.monitor.state import WindowState
 from streamproc.monitor.worker import Worker
 from tests.support.kafka import create_topic, latest_values
 from tests.support.monitor import config_mapping
@@ -222,14 +223,25 @@ def save(profile: ModelProfile, path: Path) -> Path:
 
 def window_counts(bootstrap: str, state_topic: str, timeout_s: float = 30) -> dict[int, int]:
     """Rows per window start (ms) as checkpointed on the state topic (latest per key)."""
-    from streamproc.monitor.state import WindowState
-
     counts: dict[int, int] = {}
     for key, value in latest_values(bootstrap, state_topic, timeout_s=timeout_s).items():
         if value is not None and orjson.loads(key)[0] == "w":
             window = WindowState.from_bytes(value)
             counts[window.start_ms] = counts.get(window.start_ms, 0) + window.profile.row_count
     return counts
+
+
+def checkpointed_windows(
+    bootstrap: str, state_topic: str, timeout_s: float = 30
+) -> dict[int, WindowState]:
+    """Window start (ms) → the window as last checkpointed on the state topic (one model
+    version: a later version's window of the same start replaces it)."""
+    out: dict[int, WindowState] = {}
+    for key, value in latest_values(bootstrap, state_topic, timeout_s=timeout_s).items():
+        if value is not None and orjson.loads(key)[0] == "w":
+            window = WindowState.from_bytes(value)
+            out[window.start_ms] = window
+    return out
 
 
 def expected_counts(recs: list[tuple[bytes, bytes]], window_ms: int) -> dict[int, int]:

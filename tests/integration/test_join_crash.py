@@ -33,6 +33,7 @@ from streamproc.contracts.framing import REASON, SOURCE_TOPIC
 from streamproc.monitor.state import WindowState
 from tests.integration.monitor_harness import (
     Feed,
+    checkpointed_windows,
     save,
     scrape,
     wait_until,
@@ -40,7 +41,7 @@ from tests.integration.monitor_harness import (
     worker_config,
 )
 from tests.integration.test_labels import _reference, _rows, _sklearn
-from tests.support.kafka import create_topic, latest_values
+from tests.support.kafka import create_topic
 
 WINDOW_MS = 10_000
 RATE = 250.0  # predictions per second, of wall-clock time and of event time
@@ -84,12 +85,7 @@ def _read_committed(bootstrap: str, topic: str) -> list[Any]:
 
 
 def _windows(bootstrap: str, state_topic: str) -> dict[int, WindowState]:
-    out = {}
-    for key, value in latest_values(bootstrap, state_topic).items():
-        if value is not None and orjson.loads(key)[0] == "w":
-            w = WindowState.from_bytes(value)
-            out[w.start_ms] = w
-    return out
+    return checkpointed_windows(bootstrap, state_topic)
 
 
 def test_kill_9_during_the_join_leaves_identical_metrics(

@@ -22,9 +22,15 @@ from sklearn.metrics import accuracy_score
 from streamproc.contracts.framing import REASON, SOURCE_TOPIC
 from streamproc.monitor.performance_eval import window_estimate
 from streamproc.monitor.state import WindowState
-from tests.integration.monitor_harness import Feed, monitor_config, running_worker, wait_until
+from tests.integration.monitor_harness import (
+    Feed,
+    checkpointed_windows,
+    monitor_config,
+    running_worker,
+    wait_until,
+)
 from tests.integration.test_labels import _reference, _rows, _sklearn
-from tests.support.kafka import consume_n, create_topic, latest_values
+from tests.support.kafka import consume_n, create_topic
 
 WINDOW_MS = 10_000
 RATE = 100  # predictions per second of event time
@@ -138,12 +144,7 @@ def test_labels_meet_stored_predictions_by_request_id_and_equal_sklearn(
         state_topic = f"{config.topics.profiles}-state"
 
         def windows() -> dict[int, WindowState]:
-            out = {}
-            for key, value in latest_values(bootstrap_servers, state_topic).items():
-                if value is not None and orjson.loads(key)[0] == "w":
-                    w = WindowState.from_bytes(value)
-                    out[w.start_ms] = w
-            return out
+            return checkpointed_windows(bootstrap_servers, state_topic)
 
         def complete() -> bool:
             got = windows()

@@ -31,7 +31,13 @@ from streamproc.contracts.framing import REASON, SOURCE_TOPIC
 from streamproc.core.model_profile import ModelProfile
 from streamproc.core.reference_performance import build
 from streamproc.monitor.state import WindowState
-from tests.integration.monitor_harness import Feed, monitor_config, running_worker, wait_until
+from tests.integration.monitor_harness import (
+    Feed,
+    checkpointed_windows,
+    monitor_config,
+    running_worker,
+    wait_until,
+)
 from tests.support.kafka import consume_n, create_topic, latest_values
 
 WINDOW_MS = 10_000
@@ -149,12 +155,7 @@ def test_labels_derived_from_business_events_meet_their_predictions(
         state_topic = f"{config.topics.profiles}-state"
 
         def windows() -> dict[int, WindowState]:
-            out = {}
-            for key, value in latest_values(bootstrap_servers, state_topic).items():
-                if value is not None and orjson.loads(key)[0] == "w":
-                    w = WindowState.from_bytes(value)
-                    out[w.start_ms] = w
-            return out
+            return checkpointed_windows(bootstrap_servers, state_topic)
 
         def complete() -> bool:
             got = windows()

@@ -29,11 +29,12 @@ from streamproc.monitor.state import WindowState
 from tests.integration.monitor_harness import (
     AlertWatcher,
     Feed,
+    checkpointed_windows,
     monitor_config,
     running_worker,
     wait_until,
 )
-from tests.support.kafka import consume_n, create_topic, latest_values
+from tests.support.kafka import consume_n, create_topic
 
 WINDOW_MS = 10_000
 RATE = 100  # predictions per second of event time
@@ -186,12 +187,7 @@ def test_realized_performance_equals_sklearn_and_concept_drift_alerts(
             state_topic = f"{config.topics.profiles}-state"
 
             def windows() -> dict[int, WindowState]:
-                out = {}
-                for key, value in latest_values(bootstrap_servers, state_topic).items():
-                    if value is not None and orjson.loads(key)[0] == "w":
-                        w = WindowState.from_bytes(value)
-                        out[w.start_ms] = w
-                return out
+                return checkpointed_windows(bootstrap_servers, state_topic)
 
             def complete() -> bool:
                 got = windows()

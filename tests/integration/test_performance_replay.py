@@ -17,12 +17,13 @@ from streamproc.monitor.state import WindowState
 from tests.integration.monitor_harness import (
     AlertWatcher,
     Feed,
+    checkpointed_windows,
     monitor_config,
     running_worker,
     wait_until,
 )
 from tests.integration.test_labels import _reference, _rows
-from tests.support.kafka import create_topic, latest_values
+from tests.support.kafka import create_topic
 
 WINDOW_S = 5
 RATE = 100  # predictions per second of event time
@@ -136,12 +137,7 @@ def _run(
             state_topic = f"{config.topics.profiles}-state"
 
             def windows() -> dict[int, WindowState]:
-                out = {}
-                for key, value in latest_values(bootstrap, state_topic).items():
-                    if value is not None and orjson.loads(key)[0] == "w":
-                        w = WindowState.from_bytes(value)
-                        out[w.start_ms] = w
-                return out
+                return checkpointed_windows(bootstrap, state_topic)
 
             def complete() -> bool:
                 got = windows()
