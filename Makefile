@@ -89,8 +89,12 @@ bench-hostile: setup ## Benchmark: `streamproc worker` peak RSS, hostile input m
 bench-soak: setup ## Soak: `streamproc worker` 30 min at 1,000 events/s, a fault every 5 min (RSS, lag, recovery)
 	$(BIN)/python benchmarks/bench_soak.py
 
-bench-worker: setup ## Benchmark: `streamproc worker` events/s and CPU/event vs consume + orjson, 1 and 2 cores, live and replay
-	$(BIN)/python benchmarks/bench_worker.py
+bench-worker: setup $(BIN)/py-spy ## Benchmark: `streamproc worker` events/s and CPU/event vs consume + orjson, 1 and 2 cores, live and replay, and a profile of each mode
+	$(BIN)/python benchmarks/bench_worker.py --profile
+
+$(BIN)/py-spy: pyproject.toml
+	$(BIN)/pip install --quiet -e ".[bench]"
+	@touch $@
 
 sim-false-alarms: setup ## Simulation: false-alarm rate per check and shape, windows of 100 .. 1e6 from the reference (~8 min)
 	$(BIN)/python benchmarks/sim_false_alarms.py --out benchmarks/sim_false_alarms.json

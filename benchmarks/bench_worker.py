@@ -82,6 +82,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as c
+import worker_profile as wp
 
 MODES = ("replay", "live")
 CORE_SETTINGS = ("1", "all")
@@ -380,6 +381,7 @@ def run_worker(
     setting: str,
     tmp: Path,
     ref: Path,
+    profile: Path | None = None,
 ) -> dict[str, Any]:
     """One ``streamproc worker`` run until it has accounted for every record (counted, or
     dead-lettered: a dead-lettered record was read and decoded too); then up to
@@ -395,12 +397,15 @@ def run_worker(
     error = None
     settled_s = None
     began = time.perf_counter()
+    profiler: wp.Profiler | None = None
     with worker_process(a, bootstrap, topic, mode, setting, tmp, ref, port) as (
         proc,
         log_path,
         prefix,
     ):
         deadline = time.monotonic() + a.timeout_s
+        if profile is not None:  # from the first poll with events counted to the last
+            profiler = wp.Profiler(proc.pid, profile)
         while True:
             if proc.poll() is not None:
                 error = f"worker exited (rc {proc.returncode}): {last_error(log_path)}"
@@ -415,7 +420,11 @@ def run_worker(
                 metrics = got
                 n = accounted(got)
                 samples.append((now, n, cpu))
+                if profiler is not None and n > 0 and not profiler.cpu0:
+                    profiler.start(n)
                 if n >= n_target:
+                    if profiler is not None:
+                        profiler.stop(n)
                     break
             time.sleep(next_poll(samples, n_target, a.poll_s))
         # the last events counted are published by the next flush (every 1 s): wait for a
@@ -460,6 +469,10 @@ def run_worker(
         "aggregate_applied_all_s": settled_s,
         "log": str(log_path),
     }
+    if profiler is not None:
+        out["profile"] = (
+            {"error": profiler.error} if profiler.error or not profiler.cpu1 else profiler.summary()
+        )
     if dead:
         out["deadletter_detail"] = dead_letter_detail(bootstrap, f"{prefix}.dlq", a.partitions)
     if len(counted) >= 2 and counted[-1][1] > counted[0][1]:
@@ -731,6 +744,11 @@ def main() -> None:
     p.add_argument("--timeout-s", type=float, default=600.0, help="per process")
     p.add_argument("--smoke", action="store_true", help="--events 20000 --repeats 1 --no-write")
     p.add_argument("--no-write", action="store_true", help="do not append to RESULTS.md")
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="one more worker run per mode with py-spy attached: CPU per thread and function",
+    )
     p.add_argument("--json", type=Path, default=c.DATA / "bench_worker.json")
     # child only
     p.add_argument("--child", choices=["ceiling"])
@@ -836,6 +854,7 @@ def run_parent(a: argparse.Namespace) -> None:
                             "worker": worker,
                         }
                     )
+        profiles = run_profiles(a, bootstrap, factory, stamp, replay_topic, tmp, ref)
     load_end = c.loadavg()
     c.log(f"load average at end: {load_end}; worker logs in {tmp}")
     doc: dict[str, Any] = {
@@ -857,8 +876,25 @@ def run_parent(a: argparse.Namespace) -> None:
             "runs": preloads,
         },
         "runs": runs,
+        "profiles": profiles,
     }
     body = report(a, doc)
+    if profiles:
+        ceiling_us = {}
+        for label, _ in profiles:
+            mode = label.partition(", ")[0]
+            cs = [x["ceiling"] for x in runs if x["mode"] == mode and x["cores"] == a.cores[0]]
+            value = med(cs, "cpu_per_event")
+            if value:
+                ceiling_us[label] = value * 1e6
+        body += (
+            "\n\nWhere the worker's CPU goes (`--profile`: one more worker run per mode, "
+            "not in the medians above, with py-spy attached, non-blocking, 100 Hz, from the "
+            "first poll with events counted to the last; per-thread CPU from "
+            "`/proc/<pid>/task`; a function's µs/event = its share of its thread's samples × "
+            "that thread's CPU; the raw stacks are in `benchmarks/data/`):\n"
+            + wp.report(profiles, ceiling_us)
+        )
     doc["markdown"] = body
     a.json.parent.mkdir(parents=True, exist_ok=True)
     a.json.write_text(json.dumps(doc, indent=2, default=str) + "\n")
@@ -868,6 +904,40 @@ def run_parent(a: argparse.Namespace) -> None:
     )
     if any(x[w].get("error") for x in runs for w in ("ceiling", "worker")):
         sys.exit(1)
+
+
+def run_profiles(
+    a: argparse.Namespace,
+    bootstrap: str,
+    factory: c.EventFactory,
+    stamp: int,
+    replay_topic: str | None,
+    tmp: Path,
+    ref: Path,
+) -> list[tuple[str, dict[str, Any]]]:
+    """With ``--profile``: one profiled worker per mode, pinned as the first core setting."""
+    if not a.profile:
+        return []
+    if wp.py_spy() is None:
+        c.log("--profile: py-spy is not installed (pip install -e '.[bench]'); skipped")
+        return [("all", {"error": "py-spy not installed"})]
+    setting = a.cores[0]
+    out = []
+    for mode in a.modes:
+        topic = replay_topic
+        if mode == "live" or topic is None:
+            topic = f"bench.worker.{stamp}.live.profile"
+            t0 = time.time() - a.events / a.live_rate
+            preload(bootstrap, factory, topic, a.events, t0, a.live_rate, a.partitions, "live")
+        raw = c.DATA / f"bench_worker_profile_{mode}.txt"
+        raw.parent.mkdir(parents=True, exist_ok=True)
+        raw.unlink(missing_ok=True)
+        worker = run_worker(a, bootstrap, topic, mode, setting, tmp, ref, profile=raw)
+        summary = worker.get("profile") or {"error": worker.get("error") or "no profile"}
+        label = f"{mode}, {setting}{' core' if setting == '1' else ' cores'}"
+        c.log(f"profile {label}: {summary.get('us_per_event', 0):.1f} µs/event -> {raw}")
+        out.append((label, summary))
+    return out
 
 
 if __name__ == "__main__":
