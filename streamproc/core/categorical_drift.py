@@ -188,7 +188,7 @@ def categorical_drift(
         chi2_dof=dof,
         new_category_share=new_share,
         top_new_categories=top_new[:n_evidence],
-        distinct_ratio=cd / rd if rd > 0 else None,
+        distinct_ratio=cd / rd if cd is not None and rd is not None and rd > 0 else None,
         evidence=evidence,
         bins=int(rm.size),
         expected_new_share=unseen[0],

@@ -27,7 +27,12 @@ serialize as JSON numbers. The serialized metadata never holds a non-finite numb
 
 HLL: numeric features hash their float values; each batch is deduplicated with
 ``np.unique`` first, then the distinct values are fed in one ``map`` over a list — the
-datasketches HLL has no array update.
+datasketches HLL has no array update. **Window profiles of numeric features keep no HLL**
+(``lg_hll = NO_DISTINCT``, what ``ModelProfile.new(numeric_distinct=False)`` asks for):
+no check reads a window's numeric distinct count (the cardinality checks are the
+categoricals', whose HLL stays), and the per-value update was ~1.1 µs of the worker's
+~16 µs CPU per event at 20 numeric features (``bench_worker.py --profile``). Reference
+profiles keep it, for ``profile show``; a profile merged with one that has none has none.
 
 Measurements behind these choices (accuracy per k, sizes, update costs): docs/MEASUREMENTS.md.
 """
@@ -57,6 +62,8 @@ from streamproc.core.kinds import FeatureKind
 REFERENCE_K = 1024
 WINDOW_K = 512
 DEFAULT_LG_HLL = 12
+NO_DISTINCT = 0
+"""``lg_hll`` of a numeric profile that keeps no HLL (window profiles)."""
 _HLL_TYPE = ds.tgt_hll_type.HLL_4
 T = TypeVar("T")
 
@@ -249,8 +256,12 @@ class FeatureProfile:
         self._derived: dict[Hashable, Any] = {}
         numeric = self.kind is FeatureKind.NUMERIC
         self.kll: ds.kll_doubles_sketch | None = ds.kll_doubles_sketch(k) if numeric else None
+        if lg_hll == NO_DISTINCT and self.kind is FeatureKind.CATEGORICAL:
+            raise ValueError("a categorical profile keeps its HLL (cardinality checks)")
         self.hll: ds.hll_sketch | None = (
-            None if self.kind is FeatureKind.BOOLEAN else ds.hll_sketch(lg_hll, _HLL_TYPE)
+            None
+            if self.kind is FeatureKind.BOOLEAN or lg_hll == NO_DISTINCT
+            else ds.hll_sketch(lg_hll, _HLL_TYPE)
         )
         self.categories: CategoryCounts | None = (
             None if numeric else CategoryCounts(max_categories, DEFAULT_LG_MAX_MAP_SIZE)
@@ -338,11 +349,13 @@ class FeatureProfile:
         """Most frequent categories with counts (estimates beyond the exact cap)."""
         return self.categories.top(n) if self.categories is not None else []
 
-    def distinct_estimate(self) -> float:
-        """Distinct valid values: exact for booleans and categoricals under the cap."""
+    def distinct_estimate(self) -> float | None:
+        """Distinct valid values: exact for booleans and categoricals under the cap; None
+        for a numeric profile without an HLL (a window's)."""
         if self.categories is not None and (self.hll is None or self.categories.is_exact):
             return float(self.categories.distinct())
-        assert self.hll is not None
+        if self.hll is None:
+            return None
         return float(self.hll.get_estimate())
 
     def derived(self, key: Hashable, compute: Callable[[FeatureProfile], T]) -> T:
@@ -389,15 +402,11 @@ class FeatureProfile:
         nb = int(x.size)
         if nb == 0:
             return
-        assert self.kll is not None and self.hll is not None
+        assert self.kll is not None
         if not (x.flags.writeable and x.flags.c_contiguous):
             x = np.array(x, dtype=np.float64)  # the KLL binding rejects read-only views
         na = self.valid_count - nb  # counts were already bumped by the caller
         xs = np.sort(x)  # np.unique's own sort, kept for the bin counts
-        first = np.empty(nb, dtype=bool)
-        first[0] = True
-        np.not_equal(xs[1:], xs[:-1], out=first[1:])
-        distinct = xs[first]  # == np.unique(x); also gives min and max
         if self.bin_edges is not None and self.bin_counts is not None:
             # bins (-inf, e1), [e1, e2), ..., [em, inf): the bin of x is #edges <= x
             cuts = np.searchsorted(xs, self.bin_edges, side="left")
@@ -412,11 +421,15 @@ class FeatureProfile:
         else:
             self.m2 = m2b
         self.sum += sb
-        self._min = min(self._min, float(distinct[0]))
-        self._max = max(self._max, float(distinct[-1]))
+        self._min = min(self._min, float(xs[0]))
+        self._max = max(self._max, float(xs[-1]))
         self.kll.update(x)
-        # one call per distinct value: the datasketches binding has no array update
-        deque(map(self.hll.update, distinct.tolist()), maxlen=0)
+        if self.hll is not None:
+            first = np.empty(nb, dtype=bool)
+            first[0] = True
+            np.not_equal(xs[1:], xs[:-1], out=first[1:])
+            # one call per distinct value: the datasketches binding has no array update
+            deque(map(self.hll.update, xs[first].tolist()), maxlen=0)
 
     # -------------------------------------------------------------------------- merge
 
@@ -428,7 +441,9 @@ class FeatureProfile:
             self.kind,
             k=min(self.k, other.k),
             max_categories=min(self.max_categories, other.max_categories),
-            lg_hll=max(self.lg_hll, other.lg_hll),
+            lg_hll=NO_DISTINCT
+            if self.kind is FeatureKind.NUMERIC and (self.hll is None or other.hll is None)
+            else max(self.lg_hll, other.lg_hll),
         )
         out.count = self.count + other.count
         out.null_count = self.null_count + other.null_count

@@ -30,7 +30,13 @@ from streamproc.core.comoments import (
     merge_joint,
 )
 from streamproc.core.errors import ProfileFormatError
-from streamproc.core.feature_profile import REFERENCE_K, WINDOW_K, FeatureProfile
+from streamproc.core.feature_profile import (
+    DEFAULT_LG_HLL,
+    NO_DISTINCT,
+    REFERENCE_K,
+    WINDOW_K,
+    FeatureProfile,
+)
 from streamproc.core.kinds import FeatureKind, infer_kind
 from streamproc.core.numeric_drift import psi_edges
 from streamproc.core.thresholds import DEFAULT_THRESHOLDS
@@ -126,6 +132,7 @@ class ModelProfile:
         joint_parts: int | None = None,
         joint_bounds: Mapping[str, tuple[float, float]] | None = None,
         score_task: tuple[str, float] | None = None,
+        numeric_distinct: bool = True,
     ) -> ModelProfile:
         """An empty profile with one FeatureProfile per declared feature.
 
@@ -150,6 +157,9 @@ class ModelProfile:
 
         ``score_task`` (positive class, threshold): keep the scores' distribution by
         predicted class (:class:`~streamproc.core.cbpe.ScoreDistribution`), for CBPE.
+
+        ``numeric_distinct=False``: numeric features keep no HLL (window profiles; see
+        :data:`~streamproc.core.feature_profile.NO_DISTINCT`).
         """
         meta = dict(metadata or {})
         if created_at is not None:
@@ -161,6 +171,9 @@ class ModelProfile:
                 k=k,
                 max_categories=max_categories,
                 bin_edges=edges.get(name) if FeatureKind(kind) is FeatureKind.NUMERIC else None,
+                lg_hll=DEFAULT_LG_HLL
+                if numeric_distinct or FeatureKind(kind) is not FeatureKind.NUMERIC
+                else NO_DISTINCT,
             )
             for name, kind in feature_kinds.items()
         }

@@ -239,6 +239,7 @@ def _new_profiles(buf: WindowBuffer, reference: ModelProfile) -> tuple[ModelProf
         joint_features=reference.joint_features(),  # co-moments of the same features
         joint_bounds=reference.joint_bounds(),  # clipped at the reference's fences
         score_task=score_task(reference),  # score counts for CBPE, if it can estimate
+        numeric_distinct=False,  # no check reads a window's numeric distinct count
     )  # no created_at: deltas must merge and compare by content
     return profile, ops.new_ops_profile(buf.model, buf.model_version)
 

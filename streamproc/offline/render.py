@@ -97,7 +97,11 @@ def feature_rows(features: dict[str, FeatureProfile]) -> list[list[str]]:
                 fmt_int(prof.invalid_count + prof.nonfinite_count),
                 fmt_num(prof.mean),
                 feature_summary(prof),
-                fmt_int(distinct) if exact else f"~{fmt_int(distinct)}",
+                "-"
+                if distinct is None
+                else fmt_int(distinct)
+                if exact
+                else f"~{fmt_int(distinct)}",
             ]
         )
     return rows
