@@ -170,7 +170,9 @@ def consume_n(
     """Consume ``n`` messages (or until timeout) through a consumer group.
 
     With ``linger_s`` the consumer keeps polling that long after reaching ``n``, so a
-    test can see duplicates or extras that should not exist.
+    test can see duplicates or extras that should not exist. Read committed, as a
+    downstream consumer reads: the worker's stages write dead-letters, alerts and retrain
+    events in transactions, and an aborted one must not count.
     """
     consumer = Consumer(
         {
@@ -178,6 +180,7 @@ def consume_n(
             "group.id": group,
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
+            "isolation.level": "read_committed",
         }
     )
     consumer.subscribe([topic])
