@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import uuid
 from collections.abc import Callable, Iterator
@@ -43,17 +44,14 @@ def schema_registry_url() -> Iterator[str]:
     if named:
         yield named
         return
-    registry = running_registry()
-    try:
-        url = registry.__enter__()
-    except Exception as exc:
-        if kafka_required():
-            pytest.fail(f"a schema registry is required here (CI=true) but unavailable: {exc}")
-        pytest.skip(f"no schema registry: {exc}")
-    try:
+    with contextlib.ExitStack() as stack:
+        try:
+            url = stack.enter_context(running_registry())
+        except Exception as exc:
+            if kafka_required():
+                pytest.fail(f"a schema registry is required here (CI=true) but unavailable: {exc}")
+            pytest.skip(f"no schema registry: {exc}")
         yield url
-    finally:
-        registry.__exit__(None, None, None)
 
 
 @pytest.fixture

@@ -25,17 +25,27 @@ import uuid
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
 from streamproc.cli.config_args import add_config_arguments, config_from_args
 from streamproc.config import MonitorConfig
+from streamproc.contracts.registry import client_settings_from_env
 from streamproc.contracts.wire_format import schema_id_of
 from streamproc.errors import UsageError
 
 _FORMAT_OF = {"AVRO": "avro", "PROTOBUF": "protobuf", "JSON": "json_schema"}
 """The registry's schema type → ``[mapping] format``."""
+
+
+class WireSample(NamedTuple):
+    """A sample in the Confluent wire format: its format, registry and a client of it."""
+
+    format: str
+    url: str
+    client: Any
+    settings: dict[str, Any]
 
 
 def register(subparsers: Any) -> None:
@@ -118,7 +128,7 @@ def _run(args: argparse.Namespace) -> int:
         model = args.model or _model_name(args.topic)
         proposal = infer(decoded, keys, model=model, now_s=time.time())
         if wire is not None:
-            with_wire_format(proposal, wire[0], wire[1])
+            with_wire_format(proposal, wire.format, wire.url)
             if config.mapping.schema_registry:
                 notes.append("keep the [mapping.schema_registry] settings of your config")
     proposal.notes[:0] = notes
@@ -136,10 +146,10 @@ def _json(value: bytes | None) -> Any:
 
 def _wire_format(
     values: Sequence[bytes | None], args: argparse.Namespace, config: MonitorConfig
-) -> tuple[str, str, dict[str, Any]] | None:
-    """(format, registry URL, {"client", "settings"}) when most sampled values are in the
-    Confluent wire format, else None; UsageError when they cannot be decoded here. The
-    format is the registry's type of their writer schemas."""
+) -> WireSample | None:
+    """The wire format of the sample when most values are in the Confluent wire format,
+    else None; UsageError when they cannot be decoded here. The format is the registry's
+    type of their writer schemas."""
     ids = Counter(sid for v in values if type(sid := schema_id_of(v)) is int)
     wired, present = sum(ids.values()), sum(v is not None for v in values)
     if not ids or 2 * wired < present:
@@ -151,17 +161,17 @@ def _wire_format(
     )
     if args.labels:
         raise UsageError(f"{what}: the labels stage reads label records as JSON only")
-    url = (
-        args.schema_registry_url
-        or config.mapping.schema_registry_url
-        or os.environ.get("STREAMPROC_SCHEMA_REGISTRY_URL", "")
-    )
+    # a JSON [mapping] takes no STREAMPROC_SCHEMA_REGISTRY_* settings (config.py), but the
+    # sample needs them before any format is known: the same variables, read the same way
+    env = client_settings_from_env(os.environ) if config.mapping.format == "json" else {}
+    env_url = str(env.pop("url", ""))
+    url = args.schema_registry_url or config.mapping.schema_registry_url or env_url
     if not url:
         raise UsageError(
             f"{what}: decoding them needs their schema registry: pass "
             "--schema-registry-url URL (or set [mapping] schema_registry_url in --config)"
         )
-    settings = dict(config.mapping.schema_registry)
+    settings = {**config.mapping.schema_registry, **env}
     client = _registry_client(url, settings)
     formats: dict[int, str] = {}
     unknown: list[str] = []
@@ -174,7 +184,7 @@ def _wire_format(
     found = set(formats.values())
     if len(found) > 1 or not found <= set(_FORMAT_OF.values()):
         raise UsageError(f"{what} of several or unknown schema types: {formats}")
-    return found.pop(), url, {"client": client, "settings": settings}
+    return WireSample(found.pop(), url, client, settings)
 
 
 def _registry_client(url: str, settings: dict[str, Any]) -> Any:
@@ -219,12 +229,13 @@ def _decode_wire(
     topic: str,
     fmt: str,
     url: str,
-    registry: dict[str, Any],
+    client: Any,
+    settings: dict[str, Any],
 ) -> tuple[list[Any], list[bytes | None], list[str]]:
     """The decoded records (the worker's decoder), their keys, and notes on the rest."""
     from streamproc.contracts.registry import WireDecoder, WireSettings
 
-    decoder = WireDecoder(WireSettings(fmt, url, registry["settings"]), client=registry["client"])
+    decoder = WireDecoder(WireSettings(fmt, url, settings), client=client)
     out = decoder.decode(values, topic)
     ids = sorted(set(out.schema_ids))
     notes = [
@@ -308,24 +319,22 @@ def _print(console: Any, proposal: Any, args: argparse.Namespace, bootstrap: str
         _print_commands(console, args, bootstrap)
 
 
-def _print_labels_command(console: Any, args: argparse.Namespace, bootstrap: str) -> None:
-    config = str(args.write) if args.write else "labels.toml"
-    command = [
-        "streamproc",
-        "worker",
-        "--bootstrap-servers",
-        bootstrap,
-        "--predictions-topic",
-        args.predictions_topic or "PREDICTIONS_TOPIC",
-        "--labels-topic",
-        args.topic,
-        "--config",
-        config,
-        "--reference",
-        "REFERENCE.profile",
-    ]
+def _print_run(console: Any, bootstrap: str, topics: list[str], config: str) -> None:
+    """``Run:`` and the ``streamproc worker`` command of ``topics`` (its topic flags)."""
+    command = ["streamproc", "worker", "--bootstrap-servers", bootstrap, *topics]
+    command += ["--config", config, "--reference", "REFERENCE.profile"]
     console.print("Run:", markup=False)
+    _print_command(console, command)
+
+
+def _print_command(console: Any, command: list[str]) -> None:
     console.print("  " + shlex.join(command), markup=False, highlight=False, soft_wrap=True)
+
+
+def _print_labels_command(console: Any, args: argparse.Namespace, bootstrap: str) -> None:
+    predictions = args.predictions_topic or "PREDICTIONS_TOPIC"
+    topics = ["--predictions-topic", predictions, "--labels-topic", args.topic]
+    _print_run(console, bootstrap, topics, str(args.write) if args.write else "labels.toml")
     console.print(
         "(one config holds the predictions topic's [mapping], if it needs one, and this "
         "[labels_mapping]; the labels meet their predictions by (model, request_id))",
@@ -335,20 +344,7 @@ def _print_labels_command(console: Any, args: argparse.Namespace, bootstrap: str
 
 def _print_commands(console: Any, args: argparse.Namespace, bootstrap: str) -> None:
     config = str(args.write) if args.write else "mapping.toml"
-    command = [
-        "streamproc",
-        "worker",
-        "--bootstrap-servers",
-        bootstrap,
-        "--predictions-topic",
-        args.topic,
-        "--config",
-        config,
-        "--reference",
-        "REFERENCE.profile",
-    ]
-    console.print("Run:", markup=False)
-    console.print("  " + shlex.join(command), markup=False, highlight=False, soft_wrap=True)
+    _print_run(console, bootstrap, ["--predictions-topic", args.topic], config)
     console.print(
         "(REFERENCE.profile: a reference profile of the model's features, see `streamproc "
         "reference build`; a first start reads from [kafka] start_from, default 1h ago)",
@@ -378,4 +374,4 @@ def _print_commands(console: Any, args: argparse.Namespace, bootstrap: str) -> N
         "(it hides whatever drift that period already had):",
         markup=False,
     )
-    console.print("  " + shlex.join(reference), markup=False, highlight=False, soft_wrap=True)
+    _print_command(console, reference)

@@ -66,6 +66,20 @@ def _rows(n: int, seed: int) -> dict[str, np.ndarray]:
     }
 
 
+def _envelope(oid: str, r: dict[str, np.ndarray], j: int, at_ms: int) -> bytes:
+    """Row ``j`` of ``r`` as the prediction envelope of order ``oid`` at ``at_ms``."""
+    return orjson.dumps(
+        {
+            "model": "fraud",
+            "model_version": "1",
+            "request_id": oid,
+            "timestamp": at_ms / 1000,
+            "features": {"f0": float(r["f0"][j]), "f1": float(r["f1"][j])},
+            "prediction": {"label": int(r["pred"][j]), "score": float(r["score"][j])},
+        }
+    )
+
+
 def _reference() -> ModelProfile:
     r = _rows(20_000, seed=31)
     prof = ModelProfile.build_reference(
@@ -106,16 +120,7 @@ def test_labels_derived_from_business_events_meet_their_predictions(
 
     for j in range(n):
         oid = f"o{j}"
-        prediction = {"label": int(r["pred"][j]), "score": float(r["score"][j])}
-        envelope = {
-            "model": "fraud",
-            "model_version": "1",
-            "request_id": oid,
-            "timestamp": int(pred_ms[j]) / 1000,
-            "features": {"f0": float(r["f0"][j]), "f1": float(r["f1"][j])},
-            "prediction": prediction,
-        }
-        predictions.append((oid.encode(), orjson.dumps(envelope)))
+        predictions.append((oid.encode(), _envelope(oid, r, j, int(pred_ms[j]))))
         at_ms = int(pred_ms[j]) + int(rng.integers(60_000, 2 * DAY_MS))
         if rng.random() < 0.5:  # most orders ship first: an event that judges nothing
             kind = str(rng.choice(["shipped", "created", "refund_requested"]))
@@ -124,6 +129,7 @@ def test_labels_derived_from_business_events_meet_their_predictions(
         if rng.random() < LABELED:
             truth = int(r["truth"][j])
             order_event(oid, "chargeback" if truth else "settled", at_ms)
+            prediction = {"label": int(r["pred"][j]), "score": float(r["score"][j])}
             labeled.append({"label": truth, "prediction": prediction, "ms": int(pred_ms[j])})
     # events of an order that have no type at all: dead-lettered (missing_field), once
     untyped = 25
@@ -223,15 +229,7 @@ def test_attach_sample_labels_proposes_the_derived_label_the_join_counts(
     positives = neutral = 0
     for j in range(n):
         oid = f"o{j}"
-        envelope = {
-            "model": "fraud",
-            "model_version": "1",
-            "request_id": oid,
-            "timestamp": int(pred_ms[j]) / 1000,
-            "features": {"f0": float(r["f0"][j]), "f1": float(r["f1"][j])},
-            "prediction": {"label": int(r["pred"][j]), "score": float(r["score"][j])},
-        }
-        predictions.append((oid.encode(), orjson.dumps(envelope)))
+        predictions.append((oid.encode(), _envelope(oid, r, j, int(pred_ms[j]))))
         at_ms = int(pred_ms[j]) + int(rng.integers(60_000, DAY_MS))
         kinds = [str(rng.choice(["shipped", "created", "refund_requested"]))]
         if rng.random() < LABELED:
