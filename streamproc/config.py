@@ -47,6 +47,12 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from streamproc.checks.lifecycle import LifecyclePolicy
+from streamproc.checks.model_settings import (
+    ModelConfigError,
+    ModelSettings,
+    parse_models,
+    settings_for,
+)
 from streamproc.checks.performance_checks import PerformancePolicy
 from streamproc.checks.policy import EvaluationPolicy
 from streamproc.checks.result import CHECK_NAMES
@@ -73,6 +79,7 @@ from streamproc.contracts.registry import (
     flatten_client_settings,
 )
 from streamproc.contracts.start_from import DEFAULT_START_FROM, StartFrom, parse_start_from
+from streamproc.core.slice_profiles import SliceSpec
 from streamproc.core.thresholds import DEFAULT_THRESHOLDS
 from streamproc.errors import UsageError
 from streamproc.labels.join import JoinPolicy
@@ -150,6 +157,7 @@ class TopicsConfig:
     deadletter: str = "streamproc-deadletter"
     profiles: str = "streamproc-profiles"
     retrain: str = "streamproc-retrain"
+    rollouts: str = "streamproc-rollouts"
 
 
 @dataclass(frozen=True)
@@ -554,6 +562,8 @@ class MonitorConfig:
     service: ServiceConfig = field(default_factory=ServiceConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    models: Mapping[str, ModelSettings] = field(default_factory=_empty)
+    """``[models.<model>]``: slices, fairness and rollout (streamproc.checks.model_settings)."""
     references: Mapping[str, Path] = field(default_factory=_empty)
     """Reference profile path per model (``model`` or ``model/version``); relative paths
     are resolved against the config file's directory."""
@@ -614,6 +624,23 @@ class MonitorConfig:
         if model not in cache:
             cache[model] = self.performance.for_model(model).policy()
         return cache[model]
+
+    def model_settings(self, model: str) -> ModelSettings:
+        """``[models.<model>]`` (or ``[models."*"]``) of ``model``."""
+        return settings_for(self.models, model)
+
+    def slice_spec(self, model: str) -> SliceSpec | None:
+        """What ingest and the join slice ``model`` by (None: nothing)."""
+        return self.model_settings(model).slice_spec()
+
+    def shadow_pairs(self) -> dict[str, tuple[str, str]]:
+        """Model → (champion, challenger) of every shadow rollout (for the join)."""
+        out = {}
+        for model, settings in self.models.items():
+            r = settings.rollout
+            if r is not None and r.mode == "shadow" and model != "*":
+                out[model] = (r.champion, r.challenger)
+        return out
 
     def lifecycle_policy(self) -> LifecyclePolicy:
         """The alert lifecycle policy these settings describe."""
@@ -903,8 +930,13 @@ def config_from_mapping(
             kwargs[key] = _performance(value, source)
         elif key == "references":
             kwargs[key] = _references(value, base_dir or Path.cwd(), source)
+        elif key == "models":
+            try:
+                kwargs[key] = _frozen(parse_models(value, source))
+            except ModelConfigError as exc:
+                raise ConfigError(str(exc)) from None
         else:
-            known = sorted([*_SECTIONS, "thresholds", "references", "performance"])
+            known = sorted([*_SECTIONS, "thresholds", "references", "performance", "models"])
             raise ConfigError(f"unknown key '{key}' in {source} (known: {', '.join(known)})")
     config = MonitorConfig(**kwargs)
     try:

@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from typing import Any, Final, Literal, NotRequired, TypedDict, cast, get_args
 
 from streamproc.checks.result import CheckResult, Severity
+from streamproc.core.segments import parse_slice_key
 
 AlertStatus = Literal["firing", "resolved"]
 AlertReason = Literal["fired", "escalated", "renotify", "resolved"]
@@ -51,6 +52,7 @@ class AlertLabels(TypedDict):
     model_version: str
     check: str
     feature: NotRequired[str]
+    segment: NotRequired[str]
 
 
 class AlertAnnotations(TypedDict):
@@ -74,6 +76,7 @@ class AlertMessage(TypedDict):
     model: str
     model_version: str
     feature: NotRequired[str | None]
+    segment: NotRequired[dict[str, str]]
     window: AlertWindow
     statistic: str
     value: float | None
@@ -128,6 +131,8 @@ _VERB: Final = {
     "performance_gap": "performs worse in production than in training (rolling horizon)",
     "label_staleness": "receives no labels",
     "label_coverage": "has too few labeled predictions",
+    "fairness": "treats protected groups unequally",
+    "rollout": "rollout needs a decision",
     "retrain": "should be retrained",
 }
 _RESOLVED_VERB: Final = {
@@ -155,6 +160,8 @@ _RESOLVED_VERB: Final = {
     "performance_gap": "production performance is back to its training reference",
     "label_staleness": "is receiving labels again",
     "label_coverage": "label coverage is back to normal",
+    "fairness": "group disparity is back within bounds",
+    "rollout": "rollout guardrails hold again",
     "retrain": "no longer needs retraining",
 }
 _ABBREVIATIONS: Final = {"psi": "PSI", "ks": "KS", "js": "JS", "jsd": "JSD", "kl": "KL"}
@@ -335,6 +342,8 @@ def build_alert(
         "end": rfc3339(result.window_end_ms),
     }
     where = f"{result.model}/{result.model_version}"
+    if result.segment is not None:
+        where += f" segment {result.segment}"
     if result.feature is not None:
         where += f" feature {result.feature}"
     description = (
@@ -351,6 +360,8 @@ def build_alert(
     }
     if result.feature is not None:
         labels["feature"] = result.feature
+    if result.segment is not None:
+        labels["segment"] = result.segment
     message: AlertMessage = {
         "alert_id": alert_id(fp, status, reason, severity, emitted_at_ms),
         "fingerprint": fp,
@@ -387,6 +398,8 @@ def build_alert(
     }
     if previous_severity is not None:
         message["previous_severity"] = previous_severity
+    if result.segment is not None:
+        message["segment"] = parse_slice_key(result.segment)
     return message
 
 

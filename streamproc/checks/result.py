@@ -32,6 +32,8 @@ ESTIMATED_PERFORMANCE_DROP: Final = "estimated_performance_drop"
 PERFORMANCE_GAP: Final = "performance_gap"
 LABEL_STALENESS: Final = "label_staleness"
 LABEL_COVERAGE: Final = "label_coverage"
+FAIRNESS: Final = "fairness"
+ROLLOUT: Final = "rollout"
 RETRAIN: Final = "retrain"
 """Not an alert: its messages go to the retrain topic (:mod:`streamproc.checks.retrain`)."""
 
@@ -60,6 +62,8 @@ CHECK_NAMES: Final = (
     PERFORMANCE_GAP,
     LABEL_STALENESS,
     LABEL_COVERAGE,
+    FAIRNESS,
+    ROLLOUT,
     RETRAIN,
 )
 """Every check; each has a section in docs/RUNBOOK.md whose anchor is the name with
@@ -68,17 +72,22 @@ CHECK_NAMES: Final = (
 SEVERITIES: Final = ("warning", "critical")
 
 
-def fingerprint(check: str, model: str, model_version: str, feature: str | None) -> str:
+def fingerprint(
+    check: str, model: str, model_version: str, feature: str | None, segment: str | None = None
+) -> str:
     """Stable identity of one alert: sha1 hex of the parts joined by NUL.
 
     NUL cannot appear in a check name and is unlikely in model or feature names, so
     distinct tuples give distinct joins; ``None`` (no feature) joins as the empty string
     and is distinct from every real feature name because the empty name is not allowed
-    as a feature in a fingerprint.
+    as a feature in a fingerprint. A ``segment`` (a slice key,
+    :func:`~streamproc.core.segments.slice_key`) is a fifth part when given, so the
+    aggregate's fingerprints stay what they were and each slice's alert is its own.
     """
     if feature == "":
         raise ValueError("feature must be a non-empty name or None")
-    joined = "\x00".join((check, model, model_version, feature or ""))
+    parts = (check, model, model_version, feature or "")
+    joined = "\x00".join(parts if segment is None else (*parts, segment))
     return hashlib.sha1(joined.encode("utf-8"), usedforsecurity=False).hexdigest()
 
 
@@ -110,6 +119,8 @@ class CheckResult:
     window_end_ms: int
     summary: str = ""
     evidence: list[dict[str, Any]] | dict[str, Any] = field(default_factory=list)
+    segment: str | None = None
+    """The slice key this result judges (``"country=DE"``); None: the whole model."""
 
     def __post_init__(self) -> None:
         if self.check not in CHECK_NAMES:
@@ -122,7 +133,7 @@ class CheckResult:
     @property
     def fingerprint(self) -> str:
         """See :func:`fingerprint`."""
-        return fingerprint(self.check, self.model, self.model_version, self.feature)
+        return fingerprint(self.check, self.model, self.model_version, self.feature, self.segment)
 
     @property
     def effective_severity(self) -> Severity:

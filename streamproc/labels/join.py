@@ -31,6 +31,21 @@ The rules (also in README/STATISTICS):
   predictions are pending, :meth:`advance` halves the rate and sweeps the store (bounded
   work per call) for entries above it: the kept set shrinks to a subset, each entry
   records the rate it was kept at, and a replay of the same calls gives the same output.
+* **Shadow pairs.** For a model in ``JoinPolicy.shadow`` (model → (champion version,
+  challenger version)), a challenger prediction is stored under its own key (model +
+  :data:`SHADOW_SUFFIX`, request id), so it is no duplicate of the champion's; every
+  other version keeps the model's key. It is a regular prediction of its version (stored,
+  labeled, expired, sampled by request id like any other), and it waits on no label of
+  its own: labels are keyed by model, and each one that is kept — matched, waiting,
+  duplicate or correction — also labels a live unlabeled challenger with the request's
+  *first* label (a :class:`Matched` of its own; duplicates and corrections are the
+  champion's only). A challenger that arrives while a label waits is stored unlabeled
+  and is labeled when the champion takes the label; one that arrives after a labeled
+  champion takes the champion's label. When the second of a live champion/challenger
+  pair is stored, ``(champion, challenger)`` goes to ``pairs``; when the second of the
+  two is labeled (both stored), ``(champion, challenger, label, label_ms)`` goes to
+  ``labeled_pairs`` — once per pair, whatever the order of the three arrivals, with the
+  champion's first label. Outputs carry the real model name on both.
 """
 
 from __future__ import annotations
@@ -59,6 +74,8 @@ DEFAULT_BUDGET: Final = 20_000_000
 DEFAULT_MAX_WORK: Final = 20_000
 NO_PREDICTION: Final = "no_prediction"
 PAST_RETENTION: Final = "past_retention"
+SHADOW_SUFFIX: Final = "\x1fshadow"
+"""Appended to the model name in the store key of a challenger's predictions."""
 
 
 @dataclass(frozen=True)
@@ -72,12 +89,20 @@ class JoinPolicy:
     """Initial sample rate in (0, 1]."""
     max_work: int = DEFAULT_MAX_WORK
     """Entries expired or swept per :meth:`LabelJoin.advance`, per kind."""
+    shadow: Mapping[str, tuple[str, str]] = field(default_factory=dict, hash=False)
+    """Model → (champion version, challenger version) of a shadow deployment: the two
+    versions' predictions of a request id are paired (module docstring)."""
 
     def __post_init__(self) -> None:
         if not (0.0 < self.sample_rate <= 1.0):
             raise ValueError("sample_rate must be in (0, 1]")
         if min(self.horizon_ms, self.grace_ms) < 0 or min(self.budget, self.max_work) < 1:
             raise ValueError("horizon and grace must be >= 0, budget and max_work >= 1")
+        for model, versions in self.shadow.items():
+            if len(versions) != 2 or versions[0] == versions[1]:
+                raise ValueError(
+                    f"shadow[{model!r}] must be two different versions (champion, challenger)"
+                )
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +196,11 @@ class JoinOutput:
     sampled_out_labels: int = 0
     swept: int = 0
     """Entries deleted because the sample rate dropped."""
+    pairs: list[tuple[Pending, Pending]] = field(default_factory=list)
+    """(champion, challenger) of a shadow model, when the second of the two is stored."""
+    labeled_pairs: list[tuple[Pending, Pending, Any, int]] = field(default_factory=list)
+    """(champion, challenger, label, label ms) when the second of a stored pair is labeled
+    (the champion's first label), once per pair."""
     sample_rate: float = 1.0
     pending: int = 0
     waiting: int = 0
@@ -222,27 +252,47 @@ class LabelJoin:
     def _expire_prediction(self, p: Pending, out: JoinOutput) -> None:
         self.store.delete_prediction(p)
         if not p.labeled:
-            key = (p.model, p.window_start_ms)
+            key = (p.model.removesuffix(SHADOW_SUFFIX), p.window_start_ms)
             out.expired[key] = out.expired.get(key, 0) + 1
 
     def _expire_label(self, w: WaitingLabel, out: JoinOutput) -> None:
         self.store.delete_waiting(w)
         out.unmatched.append(Unmatched(w.model, w.request_id, w.label, w.label_ms, NO_PREDICTION))
 
+    def _role(self, model: str, version: str) -> int:
+        """0: a plain prediction, 1: a shadow model's champion, 2: its challenger."""
+        versions = self.policy.shadow.get(model)
+        if versions is None or version not in versions:
+            return 0
+        return 1 if version == versions[0] else 2
+
+    def _challenger(self, model: str, request_id: str, out: JoinOutput) -> Pending | None:
+        """The live stored challenger of ``request_id`` (its store form: the model name
+        carries :data:`SHADOW_SUFFIX`), if any."""
+        return self._live(self.store.get_prediction(_shadow_id(model, request_id)), out)
+
     def apply_predictions(self, rows: PredictionRows) -> JoinOutput:
         out = JoinOutput()
         st, rate, cut = self.store, self.rate, self._horizon_cut()
-        ids = [record_id(m, r) for m, r in zip(rows.models, rows.request_ids, strict=True)]
-        st.prefetch(ids)
+        models, versions = rows.models, rows.model_versions
+        roles = [self._role(m, v) for m, v in zip(models, versions, strict=True)]
+        ids = [record_id(m, r) for m, r in zip(models, rows.request_ids, strict=True)]
+        shadow_ids = [
+            _shadow_id(m, r)
+            for m, r, role in zip(models, rows.request_ids, roles, strict=True)
+            if role
+        ]
+        st.prefetch(ids + shadow_ids)
         segments = rows.segments or [None] * len(ids)
         for i, rid in enumerate(ids):
             event_ms = int(rows.event_ms[i])
             if event_ms < cut:
                 out.late_predictions += 1
                 continue
-            request_id = rows.request_ids[i]
+            model, request_id, role = models[i], rows.request_ids[i], roles[i]
             waiting = self._waiting(st.get_waiting(rid), out)
-            if self._live(st.get_prediction(rid), out) is not None:
+            own_id = _shadow_id(model, request_id) if role == 2 else rid
+            if self._live(st.get_prediction(own_id), out) is not None:
                 out.duplicate_predictions += 1
                 continue
             if waiting is None and sample_hash(request_id) >= rate:
@@ -250,15 +300,65 @@ class LabelJoin:
                 continue
             score = float(rows.scores[i])
             p = Pending(
-                rows.models[i], request_id, event_ms, int(rows.window_start_ms[i]),
-                rows.model_versions[i], rows.predicted[i], score, rate, segments[i],
+                model, request_id, event_ms, int(rows.window_start_ms[i]),
+                versions[i], rows.predicted[i], score, rate, segments[i],
             )  # fmt: skip
+            if role == 2:
+                self._store_challenger(p, rid, out)
+                continue
             if waiting is not None:
                 st.delete_waiting(waiting)
                 p = _labeled(p, waiting)
                 out.matched.append(Matched(p, waiting.label, waiting.label_ms))
             st.put_prediction(p)
+            if role == 1:
+                self._pair_champion(p, out)
         return self._finish(out)
+
+    def _pair_champion(self, p: Pending, out: JoinOutput) -> None:
+        """A champion ``p`` was just stored: pair it with a stored challenger; when ``p``
+        took a waiting label, label the challenger too (if it is not yet)."""
+        c = self._challenger(p.model, p.request_id, out)
+        if c is None:
+            return
+        if p.labeled and not c.labeled:
+            c = self._label_challenger(c, p.model, p.label, _ms(p))
+            out.matched.append(Matched(c, p.label, _ms(p)))
+        c = replace(c, model=p.model)
+        out.pairs.append((p, c))
+        if p.labeled:
+            out.labeled_pairs.append((p, c, p.label, _ms(p)))
+
+    def _store_challenger(self, c: Pending, rid: bytes, out: JoinOutput) -> None:
+        """Store a new challenger ``c`` (``rid``: its champion's id); pair it with a stored
+        champion, and take that champion's label if it has one."""
+        st = self.store
+        p = self._live(st.get_prediction(rid), out)
+        if p is not None and p.model_version != self.policy.shadow[c.model][0]:
+            p = None  # another version under the champion's key: no pair
+        if p is not None:
+            p = replace(p, model=c.model)  # the real name (a stored one may be capped)
+        if p is not None and p.labeled:
+            c = self._label_challenger(c, c.model, p.label, _ms(p), new=True)
+            out.matched.append(Matched(c, p.label, _ms(p)))
+        else:
+            st.put_prediction(replace(c, model=c.model + SHADOW_SUFFIX))
+        if p is not None:
+            out.pairs.append((p, c))
+            if p.labeled:
+                out.labeled_pairs.append((p, c, p.label, _ms(p)))
+
+    def _label_challenger(
+        self, c: Pending, model: str, label: Any, label_ms: int, new: bool = False
+    ) -> Pending:
+        """Store challenger ``c`` (store form, or a ``new`` one) labeled; return it with
+        the real ``model`` name."""
+        old = None if new else c
+        labeled = replace(
+            c, model=model + SHADOW_SUFFIX, label=label, label_ms=label_ms, last_label=None
+        )
+        self.store.put_prediction(labeled, old)
+        return replace(labeled, model=model)
 
     def apply_labels(
         self, models: Sequence[str], request_ids: Sequence[str], label_ms: Sequence[int],
@@ -269,15 +369,23 @@ class LabelJoin:
         out = JoinOutput()
         st, cut = self.store, self._horizon_cut()
         ids = [record_id(m, r) for m, r in zip(models, request_ids, strict=True)]
-        st.prefetch(ids)
+        shadow_ids = [
+            _shadow_id(m, r)
+            for m, r in zip(models, request_ids, strict=True)
+            if m in self.policy.shadow
+        ]
+        st.prefetch(ids + shadow_ids)
         for i, rid in enumerate(ids):
             t, label, model, request_id = int(label_ms[i]), labels[i], models[i], request_ids[i]
+            first: tuple[Any, int] | None = None  # the request's first label, if kept
+            newly = False
             p = self._live(st.get_prediction(rid), out)
             if p is not None:
                 if not p.labeled:
                     p = _labeled(p, WaitingLabel(model, request_id, label, t))
                     st.put_prediction(p, p)
                     out.matched.append(Matched(p, label, t))
+                    newly = True
                 elif _same(label, p.label if p.last_label is None else p.last_label):
                     out.duplicates += 1
                 else:
@@ -285,9 +393,8 @@ class LabelJoin:
                         Correction(model, request_id, p.label, label, t, p.window_start_ms)
                     )
                     st.put_prediction(replace(p, last_label=label), p)
-                continue
-            w = self._waiting(st.get_waiting(rid), out)
-            if w is not None:
+                first = (p.label, _ms(p))
+            elif (w := self._waiting(st.get_waiting(rid), out)) is not None:
                 if _same(label, w.label if w.last_label is None else w.last_label):
                     out.duplicates += 1
                 else:
@@ -295,13 +402,36 @@ class LabelJoin:
                     st.put_waiting(
                         WaitingLabel(model, request_id, w.label, w.label_ms, label), False
                     )
+                first = (w.label, w.label_ms)
             elif t < cut:
                 out.unmatched.append(Unmatched(model, request_id, label, t, PAST_RETENTION))
             elif sample_hash(request_id) >= self.rate:
                 out.sampled_out_labels += 1
             else:
                 st.put_waiting(WaitingLabel(model, request_id, label, t), True)
+                first = (label, t)
+            if first is not None and model in self.policy.shadow:
+                self._label_pair(model, request_id, p, newly, first, out)
         return self._finish(out)
+
+    def _label_pair(
+        self, model: str, request_id: str, p: Pending | None, newly: bool,
+        first: tuple[Any, int], out: JoinOutput,
+    ) -> None:  # fmt: skip
+        """After a label of a shadow model (``p``: its labeled champion, if stored;
+        ``newly``: labeled by it): label a stored unlabeled challenger with ``first``."""
+        c = self._challenger(model, request_id, out)
+        if c is None:
+            return
+        labeled_now = not c.labeled
+        if labeled_now:
+            c = self._label_challenger(c, model, *first)
+            out.matched.append(Matched(c, *first))
+        else:
+            c = replace(c, model=model)
+        champion = self.policy.shadow[model][0]
+        if p is not None and (newly or labeled_now) and p.model_version == champion:
+            out.labeled_pairs.append((replace(p, model=model), c, p.label, _ms(p)))
 
     def advance(self, now_ms: int) -> JoinOutput:
         """Move the watermark to ``now_ms`` (never back); expire and sweep, bounded."""
@@ -330,6 +460,18 @@ def _same(a: Any, b: Any) -> bool:
     return type(a) is type(b) and (a == b or (a != a and b != b))
 
 
+def _shadow_id(model: str, request_id: str) -> bytes:
+    """The store id of a challenger's prediction of (model, request id)."""
+    return record_id(model + SHADOW_SUFFIX, request_id)
+
+
+def _ms(p: Pending) -> int:
+    """The label time of a labeled ``p``."""
+    if p.label_ms is None:
+        raise ValueError("an unlabeled prediction has no label time")
+    return p.label_ms
+
+
 def _labeled(p: Pending, w: WaitingLabel) -> Pending:
     return replace(p, label=w.label, label_ms=w.label_ms, last_label=w.last_label)
 
@@ -340,6 +482,7 @@ __all__ = [
     "DEFAULT_HORIZON_MS",
     "NO_PREDICTION",
     "PAST_RETENTION",
+    "SHADOW_SUFFIX",
     "Correction",
     "JoinOutput",
     "JoinPolicy",

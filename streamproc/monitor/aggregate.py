@@ -82,6 +82,8 @@ class AggregateSettings:
     """Connection settings (see IngestSettings.kafka); the stage sets its own group id."""
     retrain_topic: str | None = None
     """Where ``retrain`` lifecycle messages go (:mod:`streamproc.checks.retrain`)."""
+    rollouts_topic: str | None = None
+    """Where rollout comparisons go (:mod:`streamproc.monitor.rollout_eval`)."""
 
 
 class AggregateLoop:
@@ -290,7 +292,19 @@ class AggregateLoop:
 
     def publish(self, alerts: list[Alert]) -> None:
         producer = self._alerts
-        if producer is None or not alerts:
+        if producer is None:
+            return
+        rollouts = self.evaluator.take_rollout_messages()
+        if rollouts and self.settings.rollouts_topic is not None:
+            for message in rollouts:
+                producer.produce(
+                    self.settings.rollouts_topic,
+                    key=str(message["model"]).encode(),
+                    value=orjson.dumps(message),
+                )
+            self.metrics.rollout_comparisons_total.inc(len(rollouts))
+        if not alerts:
+            producer.poll(0)
             return
         for alert in alerts:
             if alert["check"] == RETRAIN:  # a retraining trigger, not an alert

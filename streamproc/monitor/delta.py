@@ -15,6 +15,7 @@ from typing import Any
 from streamproc.contracts.framing import FramingError, decode_profile_delta, encode_profile_delta
 from streamproc.core.errors import ProfileFormatError
 from streamproc.core.model_profile import ModelProfile
+from streamproc.core.slice_profiles import SliceProfiles
 
 DELTA_FORMAT_VERSION = 1
 
@@ -38,8 +39,11 @@ class ProfileDelta:
     profile: ModelProfile
     ops: ModelProfile
     counts: dict[str, int] = field(default_factory=dict)
+    slices: SliceProfiles | None = None
+    """Per-slice profiles and fairness counts (models with slicing configured); in the
+    body after the ops profile, ``slices_bytes`` long (absent: none)."""
 
-    def header(self, profile_len: int, ops_len: int) -> dict[str, Any]:
+    def header(self, profile_len: int, ops_len: int, slices_len: int = 0) -> dict[str, Any]:
         return {
             "format_version": DELTA_FORMAT_VERSION,
             "model": self.model,
@@ -50,12 +54,15 @@ class ProfileDelta:
             "counts": {"records": self.profile.row_count, **self.counts},
             "profile_bytes": profile_len,
             "ops_bytes": ops_len,
+            **({"slices_bytes": slices_len} if slices_len else {}),
         }
 
     def to_bytes(self) -> bytes:
         profile = self.profile.to_bytes()
         ops = self.ops.to_bytes()
-        return encode_profile_delta(self.header(len(profile), len(ops)), profile + ops)
+        extra = self.slices.to_bytes() if self.slices is not None else b""
+        head = self.header(len(profile), len(ops), len(extra))
+        return encode_profile_delta(head, profile + ops + extra)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> ProfileDelta:
@@ -71,9 +78,11 @@ class ProfileDelta:
             )
         try:
             p_len, o_len = int(head["profile_bytes"]), int(head["ops_bytes"])
-            if len(body) != p_len + o_len:
+            s_len = int(head.get("slices_bytes", 0))
+            if len(body) != p_len + o_len + s_len:
                 raise ProfileFormatError(
-                    f"profile delta body is {len(body)} bytes, header promises {p_len + o_len}"
+                    f"profile delta body is {len(body)} bytes, "
+                    f"header promises {p_len + o_len + s_len}"
                 )
             return cls(
                 model=head["model"],
@@ -84,8 +93,9 @@ class ProfileDelta:
                 ranges=[(int(p), int(a), int(b)) for p, a, b in head["source"]["ranges"]],
                 producer_id=head["producer_id"],
                 profile=ModelProfile.from_bytes(body[:p_len]),
-                ops=ModelProfile.from_bytes(body[p_len:]),
+                ops=ModelProfile.from_bytes(body[p_len : p_len + o_len]),
                 counts={k: int(v) for k, v in head["counts"].items() if k != "records"},
+                slices=SliceProfiles.from_bytes(body[p_len + o_len :]) if s_len else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ProfileFormatError(f"profile delta header is incomplete: {exc!r}") from exc

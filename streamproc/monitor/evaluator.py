@@ -19,6 +19,7 @@ the model version's labeled windows of the rolling horizon the ``performance_gap
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -32,6 +33,7 @@ from streamproc.checks.evaluate import evaluate_window
 from streamproc.checks.freshness_checks import evaluate_staleness
 from streamproc.checks.label_checks import label_staleness
 from streamproc.checks.lifecycle import AlertState, LifecyclePolicy, step
+from streamproc.checks.model_settings import ModelSettings
 from streamproc.checks.performance_checks import PerformancePolicy
 from streamproc.checks.performance_trend import floor_run
 from streamproc.checks.policy import EvaluationPolicy
@@ -52,6 +54,8 @@ from streamproc.monitor.model_gauges import (
     CLOCK_GROUP,
     ESTIMATED_GROUP,
     PERFORMANCE_GROUP,
+    ROLLOUT_GROUP,
+    SEGMENT_GROUP,
     VERSIONS_GROUP,
     WINDOW_GROUP,
     SeriesBuilder,
@@ -67,6 +71,12 @@ from streamproc.monitor.performance_eval import (
 )
 from streamproc.monitor.references import ReferenceSet
 from streamproc.monitor.retrain_eval import closed_window_retrain, realized_retrain
+from streamproc.monitor.rollout_eval import judge_rollout, rollout_message, rollout_result
+from streamproc.monitor.slice_eval import (
+    fairness_results,
+    segment_performance_results,
+    segment_results,
+)
 from streamproc.monitor.state import AggregateState, ModelKey, WindowKey, WindowState
 
 log = logging.getLogger(__name__)
@@ -89,10 +99,16 @@ class Evaluator:
     """Performance check thresholds per model."""
     retrain: RetrainPolicy | None = None
     """The retraining trigger (None: no retrain events)."""
+    models_for: Callable[[str], ModelSettings] = lambda _model: ModelSettings()
+    """``[models.<model>]``: slices, fairness and rollout per model."""
     alert_states: dict[str, AlertState] = field(default_factory=dict)
     owner: dict[str, ModelKey] = field(default_factory=dict)
     """Fingerprint → the model version it belongs to (for checkpoints and rebalances)."""
     changed_alerts: set[str] = field(default_factory=set)
+    rollout_messages: list[dict[str, Any]] = field(default_factory=list)
+    """Rollout comparisons since :meth:`take_rollout_messages` (for the rollouts topic)."""
+    rollout_verdicts: dict[str, str] = field(default_factory=dict)
+    """Model → its rollout's latest verdict (labels publish a comparison when it moves)."""
 
     def replaying(self, state: AggregateState, mkey: ModelKey) -> bool:
         clock = state.clocks.get(mkey)
@@ -114,6 +130,7 @@ class Evaluator:
         results: list[CheckResult] = []
         retrain: list[CheckResult] = []
         estimated: SeriesBuilder | None = None
+        closed_now: list[int] = []
         for window in state.newly_closed(mkey):
             if window.profile.row_count == 0:  # labels only (their predictions never came)
                 window.final = True
@@ -132,6 +149,7 @@ class Evaluator:
                 window_end_ms=window.end_ms,
             )
             results += closed
+            results += self._slices(window, reference, policy, closed)
             if self.retrain is not None:
                 retrain.append(
                     closed_window_retrain(state, mkey, reference, window, closed, self.retrain)
@@ -149,10 +167,13 @@ class Evaluator:
             w = Window(mkey[0], mkey[1], window.start_ms, window.end_ms)
             results += self._service(mkey, reference, window.profile, window.ops, w)
             results += self._volume(state, mkey, window)
+            closed_now.append(window.end_ms)
             window.final = True
             state.dirty.add(window.key)
         if estimated is not None and estimated.series:
             self.metrics.model_gauges.replace(mkey, ESTIMATED_GROUP, estimated.series)
+        if closed_now:
+            results += self._rollout(state, mkey, closed_now[-1], window_closed=True)
         newest = state.clocks[mkey].newest_event_ms
         open_window = state.open_window(mkey)
         if open_window is not None:
@@ -222,9 +243,14 @@ class Evaluator:
             if policy.floor is not None and policy.floor_for_s:  # a sustained floor
                 run = floor_run([metric_window(w, policy.primary_metric) for w in labeled], policy)
             results: list[CheckResult] = []
+            settings = self.models_for(mkey[0])
             for key in sorted(k for k in keys if k.model_key == mkey):
                 window = state.windows[key]
-                results += performance_results(window, reference, policy, run)
+                own = performance_results(window, reference, policy, run)
+                results += own
+                results += segment_performance_results(window, reference, policy, own, settings.fdr)
+                if window.labeled is not None and window.labeled.fairness:
+                    results += fairness_results(window, settings.fairness)
                 # the gap as of this window (so a backfill's labels, all at once, give
                 # the live run's sequence of verdicts)
                 results += self._gap(labeled, window.end_ms, reference, policy)[0]
@@ -234,6 +260,9 @@ class Evaluator:
                 self.metrics.model_gauges.replace(
                     mkey, PERFORMANCE_GROUP, {**gauges, **gap_gauges.series}
                 )
+            closed_ends = [w.end_ms for w in state.model_windows(mkey) if w.final]
+            if closed_ends:
+                results += self._rollout(state, mkey, max(closed_ends))
             clock = state.clocks.get(mkey)
             now = clock.newest_event_ms if clock is not None and clock.newest_event_ms else 0
             now = max([now, *(r.window_end_ms for r in results)])
@@ -253,6 +282,72 @@ class Evaluator:
         since = end_ms - self.horizon_ms
         horizon = [w for w in labeled if since < w.end_ms <= end_ms]
         return gap_results(horizon, reference, policy) if horizon else ([], SeriesBuilder())
+
+    def _rollout(
+        self, state: AggregateState, mkey: ModelKey, as_of_ms: int, window_closed: bool = False
+    ) -> list[CheckResult]:
+        """The declared rollout of ``mkey``'s model, as of ``as_of_ms``, when ``mkey`` is
+        one of its arms: the result, the gauges and a comparison message (on every closed
+        window of an arm; after new labels only when the verdict moved)."""
+        spec = self.models_for(mkey[0]).rollout
+        if spec is None or mkey[1] not in (spec.champion, spec.challenger) or as_of_ms <= 0:
+            return []
+        finding, extra = judge_rollout(state, mkey[0], spec, as_of_ms)
+        if finding is None:
+            return []
+        start = min(
+            (w.start_ms for v in (spec.champion, spec.challenger)
+             for w in state.model_windows(ModelKey(mkey[0], v))),
+            default=as_of_ms,
+        )  # fmt: skip
+        if window_closed or self.rollout_verdicts.get(mkey[0]) != finding.verdict:
+            self.rollout_messages.append(
+                rollout_message(mkey[0], spec, finding, extra, start, as_of_ms)
+            )
+        self.rollout_verdicts[mkey[0]] = finding.verdict
+        arm = (mkey[0], spec.champion, spec.challenger, spec.mode)
+        gauges = SeriesBuilder()
+        gauges.set("rollout_verdict", (*arm, finding.verdict), 1)
+        primary = finding.evidence.get("primary", {})
+        for stat in ("difference", "pvalue"):
+            v = primary.get(stat)
+            if isinstance(v, int | float) and math.isfinite(v):
+                gauges.set("rollout_difference", (*arm, stat), float(v))
+        champion = ModelKey(mkey[0], spec.champion)
+        self.metrics.model_gauges.replace(champion, ROLLOUT_GROUP, gauges.series)
+        return [rollout_result(mkey[0], spec, finding, start, as_of_ms)]
+
+    def take_rollout_messages(self) -> list[dict[str, Any]]:
+        out, self.rollout_messages = self.rollout_messages, []
+        return out
+
+    def _slices(
+        self,
+        window: WindowState,
+        reference: ModelProfile,
+        policy: EvaluationPolicy,
+        aggregate: list[CheckResult],
+    ) -> list[CheckResult]:
+        """A closed window's slice checks and fairness (``[models.<model>]``)."""
+        if window.slices is None:
+            return []
+        settings = self.models_for(window.model)
+        spec = settings.slice_spec()
+        keys = spec.keys_for(reference) if spec is not None else {}
+        out = segment_results(window, reference, keys, policy, aggregate, settings.fdr)
+        if window.slices.fairness:
+            out += fairness_results(window, settings.fairness)
+        gauges = SeriesBuilder()
+        for key, prof in window.slices.profiles.items():
+            gauges.set("segment_window_rows", (window.model, window.model_version, key),
+                       prof.row_count)  # fmt: skip
+        for r in out:
+            if r.check == "fairness" and r.feature is not None:
+                attr, _, metric = r.feature.partition("/")
+                gauges.set("fairness_metric", (window.model, window.model_version, attr, metric),
+                           r.value)  # fmt: skip
+        self.metrics.model_gauges.replace(window.model_key, SEGMENT_GROUP, gauges.series)
+        return out
 
     def _service(
         self,
@@ -296,10 +391,13 @@ class Evaluator:
         for version in serving:
             gauges.set("model_version_serving", (model, version), 1)
         self.metrics.model_gauges.replace(ModelKey(model, ""), VERSIONS_GROUP, gauges.series)
+        service = self.service_for(model)
+        if self.models_for(model).rollout is not None and not service.rollout:
+            service = dataclasses.replace(service, rollout=True)  # a declared challenger
         return version_results(
             model,
             serving,
-            self.service_for(model),
+            service,
             window_start_ms=newest - recent,
             window_end_ms=newest + 1,
         )
@@ -463,6 +561,4 @@ _LAG_QUANTILES = (0.5, 0.95, 0.99)
 
 
 def _with_skip(policy: EvaluationPolicy, skip: bool) -> EvaluationPolicy:
-    import dataclasses
-
     return dataclasses.replace(policy, skip_wall_clock_lags=skip)

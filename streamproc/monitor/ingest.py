@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +40,7 @@ from streamproc.contracts.mapping import RecordMapping
 from streamproc.contracts.prediction import DecodeResult, PredictionBatch, decode_predictions
 from streamproc.contracts.registry import RegistryMapping, WireDecoded, WireDecoder
 from streamproc.contracts.start_from import StartFrom, choose_offset
+from streamproc.core.slice_profiles import SliceSpec
 from streamproc.labels.repartition import encode_predictions
 from streamproc.monitor.authorization import raise_if_refused
 from streamproc.monitor.clients import (
@@ -109,6 +111,8 @@ class IngestSettings:
     """The label join's predictions repartition topic (a labels topic is configured):
     every accepted prediction with a request id is written there too, in the same
     transaction (:mod:`streamproc.labels.repartition`)."""
+    slices_for: Callable[[str], SliceSpec | None] = field(default=lambda _model: None)
+    """Per model: how its deltas are sliced (``[models.<model>.slices]``; None: not)."""
 
 
 class IngestLoop:
@@ -580,6 +584,7 @@ class IngestLoop:
                 topic=s.predictions_topic,
                 producer_id=self.producer_id,
                 max_bytes=MAX_DELTA_BYTES,
+                slices=s.slices_for(buf.model),
             ):
                 self._produce(s.profiles_topic, buf.model.encode(), delta.to_bytes(), headers)
                 self.metrics.deltas_published_total.inc()

@@ -31,6 +31,7 @@ import logging
 import shutil
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -40,11 +41,15 @@ import orjson
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
 from streamproc.contracts.framing import deadletter_headers
-from streamproc.core.regression_performance import RegressionPerformance
+from streamproc.core.labeled_slices import LabeledSlices
+from streamproc.core.model_profile import ModelProfile
+from streamproc.core.performance import ClassificationPerformance
+from streamproc.core.shadow import ShadowPairs
+from streamproc.core.slice_profiles import SliceSpec
 from streamproc.labels.join import JoinOutput, JoinPolicy, LabelJoin, Matched
 from streamproc.labels.kv import RocksKV
 from streamproc.labels.repartition import decode_labels, decode_predictions
-from streamproc.labels.store import PendingStore
+from streamproc.labels.store import Pending, PendingStore
 from streamproc.monitor.authorization import raise_if_refused
 from streamproc.monitor.clients import (
     KafkaClients,
@@ -53,6 +58,13 @@ from streamproc.monitor.clients import (
     produce_waiting,
     stage_identity,
     transactional_producer,
+)
+from streamproc.monitor.join_slices import (
+    labeled_slices,
+    positive_class,
+    shadow_update,
+    shadow_update_labeled,
+    update_performance,
 )
 from streamproc.monitor.labels import new_performance, regression_value
 from streamproc.monitor.lag import report_lag
@@ -104,6 +116,8 @@ class JoinSettings:
     flush_interval_s: float = 0.5
     batch_size: int = 5_000
     kafka: dict[str, str] = field(default_factory=dict)
+    slices_for: Callable[[str], SliceSpec | None] = field(default=lambda _model: None)
+    """Per model: how its labeled rows are sliced (None: not)."""
 
 
 @dataclass
@@ -111,26 +125,50 @@ class _Window:
     """The matches of one (model, version, prediction window) since the last flush."""
 
     performance: Performance
+    reference: ModelProfile
     tasks: set[int] = field(default_factory=set)
     truth: list[Any] = field(default_factory=list)
     predicted: list[Any] = field(default_factory=list)
     scores: list[float] = field(default_factory=list)
     lag_s: list[float] = field(default_factory=list)
+    segments: list[Mapping[str, str] | None] = field(default_factory=list)
+    pairs: list[tuple[Pending, Pending]] = field(default_factory=list)
+    """Shadow pairs (champion, challenger) formed since the last flush."""
+    labeled_pairs: list[tuple[Pending, Pending, Any, int]] = field(default_factory=list)
 
-    def settle(self) -> Performance:
-        """The accumulator with every match added (one vectorised update)."""
+    def settle(self, spec: SliceSpec | None) -> tuple[Performance, LabeledSlices | None]:
+        """The accumulator with every match added (one vectorised update), and the
+        window's slices (``spec``), labeled fairness counts and shadow pairs."""
+        slices: LabeledSlices | None = None
+        scores, lag = np.asarray(self.scores, dtype=np.float64), np.asarray(self.lag_s)
         if self.truth:
-            lag = np.asarray(self.lag_s)
+            update_performance(
+                self.performance, self.truth, self.predicted, scores, lag, regression_value
+            )
+        if spec is not None and self.truth:
+            slices = labeled_slices(
+                spec,
+                self.performance,
+                lambda: new_performance(self.reference),
+                regression_value,
+                self.truth,
+                self.predicted,
+                scores,
+                lag,
+                self.segments,
+            )
+        if self.pairs or self.labeled_pairs:
             perf = self.performance
-            if isinstance(perf, RegressionPerformance):
-                values = [
-                    regression_value(p, s) for s, p in zip(self.scores, self.predicted, strict=True)
-                ]
-                perf.update(self.truth, values, lag)
-            else:
-                perf.update(self.truth, self.predicted, np.asarray(self.scores), lag)
-            self.truth, self.predicted, self.scores, self.lag_s = [], [], [], []
-        return self.performance
+            threshold = perf.threshold if isinstance(perf, ClassificationPerformance) else 0.5
+            shadow = shadow_update(ShadowPairs(threshold=threshold), self.pairs)
+            positive = positive_class(spec, self.performance)
+            if positive is not None:
+                shadow = shadow_update_labeled(shadow, self.labeled_pairs, positive)
+            slices = slices or LabeledSlices()
+            slices.shadow = shadow
+        self.truth, self.predicted, self.scores, self.lag_s = [], [], [], []
+        self.segments, self.pairs, self.labeled_pairs = [], [], []
+        return self.performance, slices
 
 
 class JoinLoop:
@@ -325,6 +363,14 @@ class JoinLoop:
             self._produce(s.changelog_topic, key, value, partition=task)
         for m in out.matched:
             self._accumulate(task, m)
+        for a, b in out.pairs:
+            window = self._window(task, a)
+            if window is not None:
+                window.pairs.append((a, b))
+        for a, b, label, label_ms in out.labeled_pairs:
+            window = self._window(task, a)
+            if window is not None:
+                window.labeled_pairs.append((a, b, label, label_ms))
         for u in out.unmatched:
             self._dead_letter(
                 orjson.dumps(u.to_event()),
@@ -350,8 +396,9 @@ class JoinLoop:
             if n:
                 self.metrics.join_events_total.labels(outcome).inc(n)
 
-    def _accumulate(self, task: int, m: Matched) -> None:
-        p = m.prediction
+    def _window(self, task: int, p: Pending) -> _Window | None:
+        """The flush's accumulator of ``p``'s (model, version, window); None when the
+        model has no reference (dropped since)."""
         key = (p.model, p.model_version, p.window_start_ms)
         window = self._windows.get(key)
         if window is None:
@@ -359,13 +406,21 @@ class JoinLoop:
                 p.model, ""
             )
             if reference is None:  # a model dropped from the references since
-                return
-            window = self._windows[key] = _Window(new_performance(reference))
+                return None
+            window = self._windows[key] = _Window(new_performance(reference), reference)
         window.tasks.add(task)
+        return window
+
+    def _accumulate(self, task: int, m: Matched) -> None:
+        p = m.prediction
+        window = self._window(task, p)
+        if window is None:
+            return
         window.truth.append(m.label)
         window.predicted.append(p.predicted)
         window.scores.append(p.score)
         window.lag_s.append(m.lag_ms / 1000.0)
+        window.segments.append(p.segment)
         self.metrics.labels_total.labels(p.model).inc()
 
     def _dead_letter(
@@ -418,6 +473,7 @@ class JoinLoop:
             for key, value in join.store.commit():
                 self._produce(s.changelog_topic, key, value, partition=task)
         for (model, version, start), window in self._windows.items():
+            performance, slices = window.settle(s.slices_for(model))
             delta = PerformanceDelta(
                 model,
                 version,
@@ -426,7 +482,8 @@ class JoinLoop:
                 s.predictions_topic,
                 sorted((t, seq[t], seq[t]) for t in window.tasks if t in seq),
                 self.producer_id,
-                window.settle(),
+                performance,
+                slices,
             )
             headers = [(KIND_HEADER, KIND_PERFORMANCE)]
             self._produce(s.profiles_topic, model.encode(), delta.to_bytes(), headers=headers)

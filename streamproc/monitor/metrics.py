@@ -48,6 +48,7 @@ class Metrics(NamedTuple):
     alerts_firing: Gauge
     alerts_emitted_total: Counter
     retrain_events_total: Counter
+    rollout_comparisons_total: Counter
     commit_waiting_seconds: Gauge
     stage_restarts_total: Counter
     last_commit_timestamp_seconds: Gauge
@@ -209,6 +210,11 @@ def create(registry: CollectorRegistry | None = None, prefix: str = PREFIX) -> M
             name("retrain_events"),
             "Retraining triggers published to the retrain topic (firing, resolved)",
             ["status"],
+            registry=reg,
+        ),
+        rollout_comparisons_total=Counter(
+            name("rollout_comparisons"),
+            "Rollout comparisons published to the rollouts topic",
             registry=reg,
         ),
         commit_waiting_seconds=Gauge(

@@ -106,6 +106,27 @@ GAUGES: tuple[GaugeSpec, ...] = (
         ("model",),
     ),
     GaugeSpec(
+        "segment_window_rows",
+        "Records of each slice in the latest closed window (segment analysis)",
+        ("model", "model_version", "segment"),
+    ),
+    GaugeSpec(
+        "fairness_metric",
+        "Fairness metrics of a protected attribute in the latest closed window (disparate "
+        "impact ratio, demographic parity, equalized odds difference, calibration gap)",
+        ("model", "model_version", "attribute", "metric"),
+    ),
+    GaugeSpec(
+        "rollout_verdict",
+        "1 for the current verdict (ship, investigate, extend, kill) of a declared rollout",
+        ("model", "champion", "challenger", "mode", "verdict"),
+    ),
+    GaugeSpec(
+        "rollout_difference",
+        "Challenger minus champion on the rollout's primary metric, and its p-value",
+        ("model", "champion", "challenger", "mode", "statistic"),
+    ),
+    GaugeSpec(
         "model_version_serving",
         "1 for each model version seen serving recently",
         ("model", "model_version"),
@@ -193,4 +214,8 @@ train-production gap of the rolling horizon."""
 ESTIMATED_GROUP = "estimated"
 """Estimated performance (CBPE) of the latest closed window with scores."""
 VERSIONS_GROUP = "versions"
+SEGMENT_GROUP = "segments"
+"""Slice rows and fairness metrics of the latest closed window."""
+ROLLOUT_GROUP = "rollout"
+"""A declared rollout's verdict (owned by the champion's model key)."""
 """Serving versions of a model (owner: ``ModelKey(model, "")``)."""

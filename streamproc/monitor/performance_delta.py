@@ -22,10 +22,13 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from streamproc.contracts.framing import FramingError, decode_profile_delta, encode_profile_delta
-from streamproc.core import performance as classification
-from streamproc.core import regression_performance as regression
 from streamproc.core.errors import ProfileFormatError
-from streamproc.core.performance import ClassificationPerformance
+from streamproc.core.labeled_slices import (
+    LabeledSlices,
+    Performance,
+    merge_performance,
+    performance_from_bytes,
+)
 from streamproc.core.regression_performance import RegressionPerformance
 
 MAGIC: Final = b"SPPD"
@@ -33,37 +36,10 @@ FORMAT_VERSION: Final = 1
 KIND_HEADER: Final = "streamproc.kind"
 KIND_PERFORMANCE: Final = b"performance"
 
-Performance = ClassificationPerformance | RegressionPerformance
-
 
 def is_performance_delta(value: bytes | None) -> bool:
     """Whether a profiles-topic value is a performance delta (by its leading magic)."""
     return value is not None and value[:4] == MAGIC
-
-
-def performance_from_bytes(data: bytes) -> Performance:
-    """A classification or regression accumulator, by its own magic."""
-    if data[:4] == regression.MAGIC:
-        return RegressionPerformance.from_bytes(data)
-    if data[:4] == classification.MAGIC:
-        return ClassificationPerformance.from_bytes(data)
-    raise ProfileFormatError("not a performance accumulator")
-
-
-def merge_performance(a: Performance | None, b: Performance) -> Performance:
-    """``a`` merged with ``b`` (``b`` alone when ``a`` is None); a task mismatch (a
-    reference rebuilt with another positive class, or regression vs classification)
-    keeps the newer accumulator rather than failing the stage."""
-    if a is None:
-        return b
-    if isinstance(a, ClassificationPerformance) and isinstance(b, ClassificationPerformance):
-        try:
-            return a.merge(b)
-        except ValueError:
-            return b
-    if isinstance(a, RegressionPerformance) and isinstance(b, RegressionPerformance):
-        return a.merge(b)
-    return b
 
 
 @dataclass
@@ -80,8 +56,11 @@ class PerformanceDelta:
     """``(partition, first_offset, last_offset)`` (inclusive) of the label records."""
     producer_id: str
     performance: Performance
+    slices: LabeledSlices | None = None
+    """Per-slice performance, labeled fairness counts and shadow pairs (models with
+    slices, protected attributes or a shadow rollout configured)."""
 
-    def header(self, body_len: int) -> dict[str, Any]:
+    def header(self, body_len: int, slices_len: int = 0) -> dict[str, Any]:
         task = (
             "regression"
             if isinstance(self.performance, RegressionPerformance)
@@ -98,11 +77,15 @@ class PerformanceDelta:
             "producer_id": self.producer_id,
             "counts": {"labels": self.performance.n},
             "performance_bytes": body_len,
+            **({"slices_bytes": slices_len} if slices_len else {}),
         }
 
     def to_bytes(self) -> bytes:
         body = self.performance.to_bytes()
-        return MAGIC + encode_profile_delta(self.header(len(body)), body)
+        if self.slices is None or self.slices.empty():
+            return MAGIC + encode_profile_delta(self.header(len(body)), body)
+        extra = self.slices.to_bytes()
+        return MAGIC + encode_profile_delta(self.header(len(body), len(extra)), body + extra)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> PerformanceDelta:
@@ -119,7 +102,8 @@ class PerformanceDelta:
                 f"supported (this streamproc reads {FORMAT_VERSION}); upgrade the worker"
             )
         try:
-            if len(body) != int(head["performance_bytes"]):
+            n, extra = int(head["performance_bytes"]), int(head.get("slices_bytes", 0))
+            if len(body) != n + extra:
                 raise ProfileFormatError("performance delta body length differs from its header")
             return cls(
                 model=str(head["model"]),
@@ -129,7 +113,20 @@ class PerformanceDelta:
                 topic=str(head["source"]["topic"]),
                 ranges=[(int(p), int(a), int(b)) for p, a, b in head["source"]["ranges"]],
                 producer_id=str(head["producer_id"]),
-                performance=performance_from_bytes(body),
+                performance=performance_from_bytes(body[:n]),
+                slices=LabeledSlices.from_bytes(body[n:]) if extra else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ProfileFormatError(f"performance delta header is incomplete: {exc!r}") from exc
+
+
+__all__ = [
+    "KIND_HEADER",
+    "KIND_PERFORMANCE",
+    "MAGIC",
+    "Performance",
+    "PerformanceDelta",
+    "is_performance_delta",
+    "merge_performance",
+    "performance_from_bytes",
+]

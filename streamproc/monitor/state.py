@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from streamproc.contracts.framing import decode_profile_delta, encode_profile_delta
+from streamproc.core.labeled_slices import LabeledSlices, merge_labeled
 from streamproc.core.model_profile import ModelProfile
 from streamproc.core.ops import cap_event_names
+from streamproc.core.slice_profiles import SliceProfiles, merge_slices
 from streamproc.monitor.delta import ProfileDelta
 from streamproc.monitor.performance_delta import (
     Performance,
@@ -67,6 +69,10 @@ class WindowState:
     performance: Performance | None = None
     """Realized performance of the window's labeled rows (labels stage), revised as
     labels arrive; None until the first."""
+    slices: SliceProfiles | None = None
+    """Per-slice profiles and fairness counts (models with slicing configured)."""
+    labeled: LabeledSlices | None = None
+    """Per-slice performance, labeled fairness counts and shadow pairs."""
 
     @property
     def key(self) -> WindowKey:
@@ -87,32 +93,44 @@ class WindowState:
             "final": self.final,
             "profile_bytes": len(profile),
         }
-        if self.performance is None:  # the layout of checkpoints before performance
+        parts = {
+            "performance_bytes": self.performance,
+            "slices_bytes": self.slices,
+            "labeled_bytes": self.labeled,
+        }
+        extras = {k: v.to_bytes() for k, v in parts.items() if v is not None}
+        if not extras:  # the layout of checkpoints before performance
             return encode_profile_delta(header, profile + ops)
-        perf = self.performance.to_bytes()
         header["ops_bytes"] = len(ops)
-        header["performance_bytes"] = len(perf)
-        return encode_profile_delta(header, profile + ops + perf)
+        header.update({k: len(v) for k, v in extras.items()})
+        return encode_profile_delta(header, profile + ops + b"".join(extras.values()))
 
     @classmethod
     def from_bytes(cls, data: bytes) -> WindowState:
         head, body = decode_profile_delta(data)
         n = int(head["profile_bytes"])
-        performance: Performance | None = None
-        if "performance_bytes" in head:  # older checkpoints have none
-            o = n + int(head["ops_bytes"])
-            performance = performance_from_bytes(body[o : o + int(head["performance_bytes"])])
-            body = body[:o]
+        o = n + int(head["ops_bytes"]) if "ops_bytes" in head else len(body)
+        pos = o
+        raw: dict[str, bytes] = {}
+        for key in ("performance_bytes", "slices_bytes", "labeled_bytes"):  # to_bytes' order
+            if key in head:  # older checkpoints have fewer
+                size = int(head[key])
+                raw[key], pos = body[pos : pos + size], pos + size
+        perf = raw.get("performance_bytes")
+        slices = raw.get("slices_bytes")
+        labeled = raw.get("labeled_bytes")
         return cls(
             model=head["model"],
             model_version=head["model_version"],
             start_ms=int(head["start_ms"]),
             end_ms=int(head["end_ms"]),
             profile=ModelProfile.from_bytes(body[:n]),
-            ops=ModelProfile.from_bytes(body[n:]),
+            ops=ModelProfile.from_bytes(body[n:o]),
             applied={str(k): int(v) for k, v in head["applied"].items()},
             final=bool(head["final"]),
-            performance=performance,
+            performance=None if perf is None else performance_from_bytes(perf),
+            slices=None if slices is None else SliceProfiles.from_bytes(slices),
+            labeled=None if labeled is None else LabeledSlices.from_bytes(labeled),
         )
 
 
@@ -203,12 +221,15 @@ class AggregateState:
                 delta.ops,
             )
             self.windows[wkey] = window
+            window.slices = delta.slices
         elif window.profile.row_count == 0:  # opened by labels: the first prediction delta
             window.profile, window.ops = delta.profile, delta.ops
+            window.slices = delta.slices
         else:
             window.profile = window.profile.merge(delta.profile)
             window.ops = window.ops.merge(delta.ops)
             cap_event_names(window.ops)  # fresh names in every delta stay bounded
+            window.slices = merge_slices(window.slices, delta.slices)
         for src, last in sources:
             window.applied[src] = max(last, window.applied.get(src, -1))
         newest = delta.profile.event_time_max
@@ -264,6 +285,7 @@ class AggregateState:
             )
             self.windows[wkey] = window
         window.performance = merge_performance(window.performance, delta.performance)
+        window.labeled = merge_labeled(window.labeled, delta.slices)
         for src, last in sources:
             window.applied[src] = max(last, window.applied.get(src, -1))
         self.dirty.add(wkey)

@@ -25,6 +25,7 @@ from streamproc.core.feature_profile import WINDOW_K
 from streamproc.core.model_profile import ModelProfile
 from streamproc.core.performance import ClassificationPerformance
 from streamproc.core.reference_performance import ReferencePerformance
+from streamproc.core.slice_profiles import SliceProfiles, SliceSpec, segments_of
 from streamproc.monitor.delta import ProfileDelta
 
 
@@ -271,13 +272,15 @@ def build_delta(
     topic: str,
     producer_id: str,
     max_unexpected_features: int = ops.MAX_UNEXPECTED_FEATURES,
+    slices: SliceSpec | None = None,
 ) -> ProfileDelta:
     """Sketch a buffer's rows into a delta with the reference's feature kinds.
 
     Feature names the reference lacks are counted in the ops profile's
     ``unexpected_feature`` events, at most ``max_unexpected_features`` distinct names
     plus the ``OTHER_FEATURES`` bucket (see :mod:`streamproc.core.ops`). Its size is not
-    bounded: use :func:`build_deltas` for what goes to Kafka.
+    bounded: use :func:`build_deltas` for what goes to Kafka. With ``slices``, the delta
+    carries the rows' :class:`~streamproc.core.slice_profiles.SliceProfiles`.
     """
     chunks = buf.chunks
     profile, ops_profile = _new_profiles(buf, reference)
@@ -293,13 +296,25 @@ def build_delta(
     latency = cat([c.batch.latency_ms for c in chunks])
     has_scores = reference.prediction is not None and not np.isnan(scores).all()
     has_labels = reference.predicted_label is not None and any(x is not None for x in labels)
-    profile.update_columns(
-        typed_columns(columns),
-        predictions=np.ma.masked_invalid(scores) if has_scores else None,
-        predicted_labels=labels if has_labels else None,
-        latency_ms=np.ma.masked_invalid(latency) if not np.isnan(latency).all() else None,
-        event_times=timestamps,
-    )
+    typed = typed_columns(columns)
+    outputs: dict[str, Any] = {
+        "predictions": np.ma.masked_invalid(scores) if has_scores else None,
+        "predicted_labels": labels if has_labels else None,
+        "latency_ms": np.ma.masked_invalid(latency) if not np.isnan(latency).all() else None,
+        "event_times": timestamps,
+    }
+    profile.update_columns(typed, **outputs)
+    sliced = None
+    if slices is not None:
+        segments = segments_of(
+            list(chain.from_iterable(c.batch.segments for c in chunks)),
+            typed,
+            slices.dimension_features(reference),
+        )
+        sliced = SliceProfiles.build(
+            slices, reference, buf.model, buf.model_version, segments, typed,
+            scores=scores, labels=labels, **outputs,
+        )  # fmt: skip
 
     append_s = cat([c.append_s for c in chunks])
     received_s = cat([np.full(c.batch.n, c.received_s) for c in chunks])
@@ -319,7 +334,9 @@ def build_delta(
     if unexpected:
         capped = _cap_unexpected(chunks, unexpected, max_unexpected_features)
         ops_profile.features[ops.UNEXPECTED_FEATURE].update(_event_list(capped))
-    return _delta(buf, profile, ops_profile, topic, producer_id)
+    delta = _delta(buf, profile, ops_profile, topic, producer_id)
+    delta.slices = sliced
+    return delta
 
 
 def build_deltas(
@@ -330,6 +347,7 @@ def build_deltas(
     producer_id: str,
     max_bytes: int,
     max_unexpected_features: int = ops.MAX_UNEXPECTED_FEATURES,
+    slices: SliceSpec | None = None,
 ) -> list[ProfileDelta]:
     """:func:`build_delta`, split into several deltas where one would exceed ``max_bytes``.
 
@@ -355,11 +373,14 @@ def build_deltas(
         topic=topic,
         producer_id=producer_id,
         max_unexpected_features=max_unexpected_features,
+        slices=slices,
     )
     size = len(whole.to_bytes())
     if size <= max_bytes or buf.rows == 1:
         return [whole]
-    splitter = _Splitter(buf, reference, topic, producer_id, max_bytes, max_unexpected_features)
+    splitter = _Splitter(
+        buf, reference, topic, producer_id, max_bytes, max_unexpected_features, slices
+    )
     return splitter.fit(whole, size)
 
 
@@ -374,8 +395,9 @@ class _Splitter:
         producer_id: str,
         max_bytes: int,
         max_unexpected_features: int,
+        slices: SliceSpec | None = None,
     ) -> None:
-        self.buf, self.reference = buf, reference
+        self.buf, self.reference, self.slices = buf, reference, slices
         self.topic, self.producer_id = topic, producer_id
         self.max_unexpected_features = max_unexpected_features
         sizes = [c.batch.n for c in buf.chunks]
@@ -413,6 +435,7 @@ class _Splitter:
             topic=self.topic,
             producer_id=self.producer_id,
             max_unexpected_features=self.max_unexpected_features,
+            slices=self.slices,
         )
         return delta, len(delta.to_bytes())
 

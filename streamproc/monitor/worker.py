@@ -92,6 +92,7 @@ class Worker:
                 kafka=kafka,
                 mapping=c.mapping.record_mapping(),
                 start_from=c.kafka.start_position(),
+                slices_for=c.slice_spec,
             ),
             self.references,
             self.metrics,
@@ -112,10 +113,11 @@ class Worker:
                     group_id=f"{c.kafka.group_id}-join",
                     window_ms=c.windows.size_ms,
                     state_dir=join_state_dir(c),
-                    policy=c.join.policy(),
+                    policy=dataclasses.replace(c.join.policy(), shadow=c.shadow_pairs()),
                     instance_id=c.kafka.instance_id,
                     flush_interval_s=self.flush_interval_s,
                     kafka=kafka,
+                    slices_for=c.slice_spec,
                 ),
                 self.references,
                 self.metrics,
@@ -154,6 +156,7 @@ class Worker:
             metrics=self.metrics,
             replay=c.evaluation.replay,
             retrain=c.retrain.policy(),
+            models_for=c.model_settings,
         )
         self.aggregate = AggregateLoop(
             AggregateSettings(
@@ -161,6 +164,7 @@ class Worker:
                 state_topic=state_topic_name(topics.profiles),
                 alerts_topic=topics.alerts,
                 retrain_topic=topics.retrain,
+                rollouts_topic=topics.rollouts,
                 group_id=f"{c.kafka.group_id}-aggregate",
                 instance_id=c.kafka.instance_id,
                 window_ms=c.windows.size_ms,
@@ -190,6 +194,7 @@ class Worker:
             deadletter=c.topics.deadletter,
         )
         specs.append(retrain_topic(c.topics.retrain))
+        specs.append(retrain_topic(c.topics.rollouts))  # one ordered stream, kept 30 days
         if self.join is not None:
             specs += join_topics(*join_topic_names(c.topics.profiles))
         return ensure_topics(admin, specs)

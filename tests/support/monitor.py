@@ -16,6 +16,7 @@ def config_mapping(bootstrap: str, prefix: str, **sections: dict[str, Any]) -> d
             "deadletter": f"{prefix}.dlq",
             "profiles": f"{prefix}.profiles",
             "retrain": f"{prefix}.retrain",
+            "rollouts": f"{prefix}.rollouts",
         },
     }
     for key, value in sections.items():

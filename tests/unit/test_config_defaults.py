@@ -27,7 +27,7 @@ from streamproc.core.thresholds import Thresholds
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "monitor.example.toml"
 
 #: Sections whose keys are not fixed fields: their example tables hold no active key.
-OPEN_SECTIONS = ("thresholds", "references")
+OPEN_SECTIONS = ("thresholds", "references", "models")
 
 
 def example() -> dict[str, Any]:

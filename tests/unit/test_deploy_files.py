@@ -129,6 +129,7 @@ def test_panels_cover_the_required_views(dashboard: dict[str, Any]) -> None:
         "Model service health",
         "Monitor health",
         "Performance (labels)",
+        "Segments, fairness and rollouts",
     ]
     exprs = " ".join(t["expr"] for p in graph_panels(dashboard) for t in p["targets"])
     for name in [

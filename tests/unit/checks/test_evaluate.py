@@ -507,6 +507,7 @@ def test_every_result_becomes_a_valid_alert_and_resolves(ref: ModelProfile) -> N
     labels = {"performance_drop", "calibration_drift", "label_drift", "estimated_performance_drop"}
     labels |= {"performance_gap", "label_staleness", "label_coverage"}  # test_performance_trend
     labels |= {"retrain"}  # test_retrain
+    labels |= {"fairness", "rollout"}  # tests/unit/monitor/test_slice_eval.py, test_rollout_eval
     assert checks == set(CHECK_NAMES) - {"slow_drift"} - service - labels  # service: elsewhere
     assert all(m["status"] == "firing" and m["reason"] == "fired" for m in fired.values())
     card = next(m for m in fired.values() if m["check"] == "cardinality")

@@ -17,6 +17,7 @@ EXPECTED = {
     "prediction_log",
     "profile_delta",
     "retrain_event",
+    "rollout",
 }
 
 
