@@ -3,8 +3,9 @@
 Three models in one stream, with labels:
 
 * ``credit`` — sliced by ``country`` (DE 30%, FR, US) with ``gender`` declared protected.
-  From the fifth window on, the DE rows' ``f0`` moves by +3: ``feature_drift`` must fire
-  for the DE slice and never for FR or US. The approval rate is 0.6 for ``m`` and 0.4 for
+  From the fifth window on, the DE rows' ``f0`` moves by +3 and their accuracy falls from
+  0.75 to 0.4: ``feature_drift`` and ``performance_drop`` must fire for the DE slice and
+  never for FR or US. The approval rate is 0.6 for ``m`` and 0.4 for
   ``f``: the windows' fairness metrics must equal numpy's on the raw rows.
 * ``fraud`` — an A/B rollout: versions 1 and 2 serve alternate requests, 70% and 80%
   right. With ``min_n`` above the first windows' rows the first verdict is ``extend``;
@@ -126,7 +127,8 @@ def _script(start_s: float) -> tuple[Timed, list[dict[str, Any]]]:
         if country == "DE" and window >= DRIFT_FROM:
             cf["f0"] += 3.0
         pred = "approve" if rng.random() < P_APPROVE[gender] else "deny"
-        truth = pred if rng.random() < 0.75 else _flip(pred)
+        right = 0.4 if country == "DE" and window >= DRIFT_FROM else 0.75  # DE's accuracy falls
+        truth = pred if rng.random() < right else _flip(pred)
         seg = {"country": country, "gender": gender}
         emit(at, "credit", "1", f"c{j}", pred, truth, cf, seg)
         credit_rows.append({"ms": round(at * 1000), "gender": gender, "pred": pred, "truth": truth})
@@ -256,13 +258,13 @@ def test_slices_fairness_and_rollouts_live_and_replayed(
     start_s = (time.time() + 2) // WINDOW_S * WINDOW_S + WINDOW_S
     timed, credit_rows = _script(start_s)
     live = _run(bootstrap_servers, unique_topic("slices-live"), timed, True)
-    print("live", live.verdicts, sorted(live.slice_alerts))
     replay = _run(bootstrap_servers, unique_topic("slices-replay"), _shift(timed, YEAR_S), False)
-    print("replay", replay.verdicts, sorted(replay.slice_alerts))
 
     # a drift confined to DE alerts for DE, never for FR or US
     drift = {a for a in live.slice_alerts if a[1] == "feature_drift"}
     assert ("credit", "feature_drift", "f0", "country=DE") in drift, live.slice_alerts
+    drops = {a[3] for a in live.slice_alerts if a[1] == "performance_drop"}
+    assert drops == {"country=DE"}, live.slice_alerts
     assert not {a for a in live.slice_alerts if a[3] in ("country=FR", "country=US")}, drift
     assert replay.slice_alerts == live.slice_alerts
 
