@@ -633,6 +633,11 @@ class MonitorConfig:
         """What ingest and the join slice ``model`` by (None: nothing)."""
         return self.model_settings(model).slice_spec()
 
+    def declares_rollouts(self) -> bool:
+        """Whether any ``[models.<model>.rollout]`` exists (the rollouts topic is then
+        created and written; without one the worker needs no ACL for it)."""
+        return any(s.rollout is not None for s in self.models.values())
+
     def shadow_pairs(self) -> dict[str, tuple[str, str]]:
         """Model → (champion, challenger) of every shadow rollout (for the join)."""
         out = {}

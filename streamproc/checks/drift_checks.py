@@ -159,7 +159,7 @@ def prediction_subject(model: str, name: str) -> str | None:
     return None
 
 
-def _pvalue(result: CheckResult) -> float:
+def drift_pvalue(result: CheckResult) -> float:
     """The drift test's p-value in a drift result's evidence (KS, else chi-squared); 1
     when neither was computed."""
     items = result.evidence if isinstance(result.evidence, list) else [result.evidence]
@@ -188,7 +188,7 @@ def dataset_drift_result(
     evaluated = len(feature_results)
     if evaluated < policy.dataset_drift_min_features:
         return None
-    found = benjamini_hochberg([_pvalue(r) for r in feature_results], policy.dataset_drift_fdr)
+    found = benjamini_hochberg([drift_pvalue(r) for r in feature_results], policy.dataset_drift_fdr)
     drifted = sorted(
         (r for r, d in zip(feature_results, found, strict=True) if r.breached and d),
         key=lambda r: (r.severity != "critical", -(r.value / r.threshold if r.threshold else 0)),

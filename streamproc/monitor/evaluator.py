@@ -71,11 +71,18 @@ from streamproc.monitor.performance_eval import (
 )
 from streamproc.monitor.references import ReferenceSet
 from streamproc.monitor.retrain_eval import closed_window_retrain, realized_retrain
-from streamproc.monitor.rollout_eval import judge_rollout, rollout_message, rollout_result
+from streamproc.monitor.rollout_eval import (
+    judge_rollout,
+    rollout_message,
+    rollout_result,
+    rollout_series,
+)
 from streamproc.monitor.slice_eval import (
     fairness_results,
     segment_performance_results,
     segment_results,
+    segment_volume_results,
+    slice_series,
 )
 from streamproc.monitor.state import AggregateState, ModelKey, WindowKey, WindowState
 
@@ -149,7 +156,14 @@ class Evaluator:
                 window_end_ms=window.end_ms,
             )
             results += closed
-            results += self._slices(window, reference, policy, closed)
+            slices = self._slices(window, reference, policy, closed)
+            if window.slices is not None:
+                aggregate = closed + self._volume(state, mkey, window)
+                slices += segment_volume_results(
+                    window, state.model_windows(mkey), self.service_for(mkey[0]),
+                    policy.thresholds.min_samples, aggregate,
+                )  # fmt: skip
+            results += slices
             if self.retrain is not None:
                 retrain.append(
                     closed_window_retrain(state, mkey, reference, window, closed, self.retrain)
@@ -174,6 +188,9 @@ class Evaluator:
             self.metrics.model_gauges.replace(mkey, ESTIMATED_GROUP, estimated.series)
         if closed_now:
             results += self._rollout(state, mkey, closed_now[-1], window_closed=True)
+        labeled = [w for w in state.model_windows(mkey) if w.performance is not None]
+        if labeled:  # predictions that came after their labels move the coverage
+            self._performance_gauges(mkey, labeled, reference, self.performance_for(mkey[0]))
         newest = state.clocks[mkey].newest_event_ms
         open_window = state.open_window(mkey)
         if open_window is not None:
@@ -254,12 +271,7 @@ class Evaluator:
                 # the gap as of this window (so a backfill's labels, all at once, give
                 # the live run's sequence of verdicts)
                 results += self._gap(labeled, window.end_ms, reference, policy)[0]
-            if labeled:
-                gauges = performance_series(labeled[-1], reference).series
-                gap_gauges = self._gap(labeled, labeled[-1].end_ms, reference, policy)[1]
-                self.metrics.model_gauges.replace(
-                    mkey, PERFORMANCE_GROUP, {**gauges, **gap_gauges.series}
-                )
+            self._performance_gauges(mkey, labeled, reference, policy)
             closed_ends = [w.end_ms for w in state.model_windows(mkey) if w.final]
             if closed_ends:
                 results += self._rollout(state, mkey, max(closed_ends))
@@ -270,6 +282,21 @@ class Evaluator:
             starts = [k.start_ms for k in keys if k.model_key == mkey]
             alerts += self._realized_retrain(state, mkey, starts, now)
         return alerts
+
+    def _performance_gauges(
+        self,
+        mkey: ModelKey,
+        labeled: list[WindowState],
+        reference: ModelProfile,
+        policy: PerformancePolicy,
+    ) -> None:
+        """The gauges of the latest window with labels (and the horizon's gap)."""
+        if labeled:
+            gauges = performance_series(labeled[-1], reference).series
+            gap_gauges = self._gap(labeled, labeled[-1].end_ms, reference, policy)[1]
+            self.metrics.model_gauges.replace(
+                mkey, PERFORMANCE_GROUP, {**gauges, **gap_gauges.series}
+            )
 
     def _gap(
         self,
@@ -305,16 +332,9 @@ class Evaluator:
                 rollout_message(mkey[0], spec, finding, extra, start, as_of_ms)
             )
         self.rollout_verdicts[mkey[0]] = finding.verdict
-        arm = (mkey[0], spec.champion, spec.challenger, spec.mode)
-        gauges = SeriesBuilder()
-        gauges.set("rollout_verdict", (*arm, finding.verdict), 1)
-        primary = finding.evidence.get("primary", {})
-        for stat in ("difference", "pvalue"):
-            v = primary.get(stat)
-            if isinstance(v, int | float) and math.isfinite(v):
-                gauges.set("rollout_difference", (*arm, stat), float(v))
         champion = ModelKey(mkey[0], spec.champion)
-        self.metrics.model_gauges.replace(champion, ROLLOUT_GROUP, gauges.series)
+        series = rollout_series(mkey[0], spec, finding).series
+        self.metrics.model_gauges.replace(champion, ROLLOUT_GROUP, series)
         return [rollout_result(mkey[0], spec, finding, start, as_of_ms)]
 
     def take_rollout_messages(self) -> list[dict[str, Any]]:
@@ -337,15 +357,7 @@ class Evaluator:
         out = segment_results(window, reference, keys, policy, aggregate, settings.fdr)
         if window.slices.fairness:
             out += fairness_results(window, settings.fairness)
-        gauges = SeriesBuilder()
-        for key, prof in window.slices.profiles.items():
-            gauges.set("segment_window_rows", (window.model, window.model_version, key),
-                       prof.row_count)  # fmt: skip
-        for r in out:
-            if r.check == "fairness" and r.feature is not None:
-                attr, _, metric = r.feature.partition("/")
-                gauges.set("fairness_metric", (window.model, window.model_version, attr, metric),
-                           r.value)  # fmt: skip
+        gauges = slice_series(window, out)
         self.metrics.model_gauges.replace(window.model_key, SEGMENT_GROUP, gauges.series)
         return out
 

@@ -45,6 +45,7 @@ from streamproc.core.ops import ERROR, FALLBACK
 from streamproc.core.performance import ClassificationPerformance
 from streamproc.core.shadow import ShadowPairs
 from streamproc.core.thresholds import DEFAULT_THRESHOLDS
+from streamproc.monitor.model_gauges import SeriesBuilder
 from streamproc.monitor.state import AggregateState, ModelKey, WindowState
 
 SEVERITY: Final[dict[str, Severity | None]] = {
@@ -222,3 +223,16 @@ def rollout_message(
         or None,
         **extra,
     }
+
+
+def rollout_series(model: str, spec: RolloutSpec, finding: RolloutFinding) -> SeriesBuilder:
+    """The ``rollout_verdict`` and ``rollout_difference`` gauges of a finding."""
+    arm = (model, spec.champion, spec.challenger, spec.mode)
+    gauges = SeriesBuilder()
+    gauges.set("rollout_verdict", (*arm, finding.verdict), 1)
+    primary = finding.evidence.get("primary", {})
+    for stat in ("difference", "pvalue"):
+        v = primary.get(stat)
+        if isinstance(v, int | float) and math.isfinite(v):
+            gauges.set("rollout_difference", (*arm, stat), float(v))
+    return gauges

@@ -8,6 +8,8 @@
   ``[models.<model>.slices] fdr``), and each result names its slice (``segment``) and
   says whether the aggregate breached too. Slices are judged on closed windows only:
   with up to 200 slices, provisional verdicts every 0.5 s would multiply the looks.
+* **Volume per segment** — each slice's count against its own baseline, as the model's
+  ``volume`` check (slices with a baseline of at least ``min_samples`` rows).
 * **Performance per segment** — each slice's realized performance
   (:func:`~streamproc.monitor.performance_eval.performance_results`, the same
   sample-size rules: ``min_labeled`` and the drop's significance gate).
@@ -23,15 +25,18 @@ import dataclasses
 from collections.abc import Iterable
 from typing import Final
 
-from streamproc.checks.drift_checks import _pvalue
+from streamproc.checks.context import Window
+from streamproc.checks.drift_checks import drift_pvalue
 from streamproc.checks.fairness_checks import CHECK as FAIRNESS_CHECK
 from streamproc.checks.fairness_checks import FairnessPolicy, judge_fairness
 from streamproc.checks.performance_checks import PerformancePolicy
 from streamproc.checks.policy import EvaluationPolicy
 from streamproc.checks.result import CheckResult
 from streamproc.checks.segment_checks import segment_findings
+from streamproc.checks.service_checks import ServicePolicy, volume_baseline, volume_result
 from streamproc.core.fairness import FairnessCounts, fairness_report
 from streamproc.core.model_profile import ModelProfile
+from streamproc.monitor.model_gauges import SeriesBuilder
 from streamproc.monitor.performance_eval import performance_results
 from streamproc.monitor.state import WindowState
 
@@ -86,7 +91,7 @@ def _with_findings(
 ) -> list[CheckResult]:
     """Per-slice results of one (check, feature), BH-controlled for drift."""
     severities = {k: (r.effective_severity if r.breached else None) for k, r in per_key.items()}
-    pvalues = {k: _pvalue(r) for k, r in per_key.items()} if drift else None
+    pvalues = {k: drift_pvalue(r) for k, r in per_key.items()} if drift else None
     out = []
     for f in segment_findings(severities, aggregate, pvalues, fdr):  # type: ignore[arg-type]
         r = per_key[f.key]
@@ -134,6 +139,40 @@ def segment_results(
     for (check, feature), per_key in sorted(grouped.items(), key=lambda kv: str(kv[0])):
         out += _with_findings(per_key, breaches.get((check, feature)), fdr, check in _DRIFT)
     return out
+
+
+def segment_volume_results(
+    window: WindowState,
+    earlier: Iterable[WindowState],
+    policy: ServicePolicy,
+    min_rows: int,
+    aggregate: Iterable[CheckResult],
+) -> list[CheckResult]:
+    """Each slice's count against its baseline (the same rule as the model's ``volume``:
+    the same window a day earlier, else the median of earlier closed windows), for
+    slices whose baseline holds at least ``min_rows`` rows (smaller ones are noise)."""
+    if window.slices is None:
+        return []
+    counts: dict[str, dict[int, int]] = {}
+    for w in earlier:
+        if w.slices is not None and w.final and w.start_ms < window.start_ms:
+            for key, earlier_prof in w.slices.profiles.items():
+                counts.setdefault(key, {})[w.start_ms] = earlier_prof.row_count
+    span = Window(window.model, window.model_version, window.start_ms, window.end_ms)
+    size = window.end_ms - window.start_ms
+    per_key: dict[str, CheckResult] = {}
+    for key in sorted({*counts, *window.slices.profiles}):
+        prof = window.slices.profiles.get(key)
+        rows = prof.row_count if prof is not None else 0
+        baseline = volume_baseline(window.start_ms, counts.get(key, {}), size,
+                                   policy.volume_min_baseline)  # fmt: skip
+        if baseline is None or baseline[0] < min_rows:
+            continue
+        r = volume_result(span, rows, baseline, policy)
+        if r is not None:
+            per_key[key] = r
+    aggregate_breached = _aggregate_breaches(aggregate).get(("volume", None))
+    return _with_findings(per_key, aggregate_breached, 0.05, drift=False) if per_key else []
 
 
 def segment_performance_results(
@@ -198,3 +237,17 @@ def fairness_results(window: WindowState, policy: FairnessPolicy) -> list[CheckR
                 )
             )
     return out
+
+
+def slice_series(window: WindowState, results: Iterable[CheckResult]) -> SeriesBuilder:
+    """The ``segment_window_rows`` and ``fairness_metric`` gauges of a closed window."""
+    gauges = SeriesBuilder()
+    version = (window.model, window.model_version)
+    if window.slices is not None:
+        for key, prof in window.slices.profiles.items():
+            gauges.set("segment_window_rows", (*version, key), prof.row_count)
+    for r in results:
+        if r.check == FAIRNESS_CHECK and r.feature is not None:
+            attr, _, metric = r.feature.partition("/")
+            gauges.set("fairness_metric", (*version, attr, metric), r.value)
+    return gauges

@@ -164,7 +164,7 @@ class Worker:
                 state_topic=state_topic_name(topics.profiles),
                 alerts_topic=topics.alerts,
                 retrain_topic=topics.retrain,
-                rollouts_topic=topics.rollouts,
+                rollouts_topic=topics.rollouts if c.declares_rollouts() else None,
                 group_id=f"{c.kafka.group_id}-aggregate",
                 instance_id=c.kafka.instance_id,
                 window_ms=c.windows.size_ms,
@@ -194,7 +194,8 @@ class Worker:
             deadletter=c.topics.deadletter,
         )
         specs.append(retrain_topic(c.topics.retrain))
-        specs.append(retrain_topic(c.topics.rollouts))  # one ordered stream, kept 30 days
+        if c.declares_rollouts():  # one ordered stream, kept 30 days
+            specs.append(retrain_topic(c.topics.rollouts))
         if self.join is not None:
             specs += join_topics(*join_topic_names(c.topics.profiles))
         return ensure_topics(admin, specs)

@@ -218,6 +218,10 @@ def _run(bootstrap: str, prefix: str, timed: Timed, live: bool) -> Outcome:
 
             wait_until(final_verdicts, 60, every_s=1.0)
             time.sleep(2.0)
+            exposed = {m.name for m in registry.collect() if m.samples}
+            gauges = {"segment_window_rows", "fairness_metric", "rollout_verdict"}
+            gauges |= {"rollout_difference"}
+            assert {f"streamproc_{g}" for g in gauges} <= exposed, sorted(exposed)
             for key, value in latest_values(bootstrap, state_topic, timeout_s=30).items():
                 if value is not None and orjson.loads(key)[0] == "w":
                     w = WindowState.from_bytes(value)

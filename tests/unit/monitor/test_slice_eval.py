@@ -70,3 +70,32 @@ def test_fairness_results_equal_numpy() -> None:
     dpd = out["gender/demographic_parity_difference"]
     assert dpd.value == pytest.approx(rate["m"] - rate["f"], rel=1e-12)
     assert dpd.n_current == N
+
+
+def test_a_slice_whose_traffic_halves_breaches_volume_alone() -> None:
+    from streamproc.checks.service_checks import ServicePolicy
+    from streamproc.monitor.slice_eval import segment_volume_results
+
+    ref = _reference()
+    spec = SliceSpec(SlicingPolicy(("country",)))
+    rng = np.random.default_rng(9)
+
+    def window(k: int, de: int) -> WindowState:
+        country = np.array(["DE"] * de + ["FR"] * 1000 + ["US"] * 1000)
+        n = country.size
+        cols = {"x": rng.normal(0, 1, n), "y": rng.normal(5, 2, n)}
+        slices = SliceProfiles.build(
+            spec, ref, "m", "1", [{"country": str(c)} for c in country], cols
+        )
+        empty = ModelProfile("m", "1", {})
+        w = WindowState("m", "1", k * 60_000, (k + 1) * 60_000, empty, empty, slices=slices)
+        w.final = True
+        return w
+
+    earlier = [window(k, 1000) for k in range(4)]
+    now = window(4, 300)  # DE: 1000 → 300 rows (−70%: warning above 50%)
+    out = segment_volume_results(now, earlier, ServicePolicy(), 500, [])
+    got = {r.segment: r.severity for r in out}
+    assert got == {"country=DE": "warning", "country=FR": None, "country=US": None}
+    de = next(r for r in out if r.segment == "country=DE")
+    assert de.n_current == 300 and de.n_reference == 1000
