@@ -230,3 +230,35 @@ def test_build_alert_direct(status: str) -> None:
         runbook_url="docs/RUNBOOK.md#feature-drift",
     )
     validate("alert", msg)
+
+
+def test_a_slice_alert_names_its_segment_and_is_its_own_alert() -> None:
+    import dataclasses
+
+    whole = drift(0)
+    sliced = dataclasses.replace(whole, segment="country=DE&device=ios")
+    msg = build_alert(
+        sliced,
+        status="firing",
+        reason="fired",
+        severity="warning",
+        started_at_ms=T0,
+        resolved_at_ms=None,
+        emitted_at_ms=T0 + MIN,
+        runbook_url="docs/RUNBOOK.md#segment-alerts",
+    )
+    validate("alert", msg)
+    assert msg["segment"] == {"country": "DE", "device": "ios"}
+    assert msg["labels"]["segment"] == "country=DE&device=ios"
+    assert "segment country=DE&device=ios" in msg["annotations"]["description"]
+    assert sliced.fingerprint != whole.fingerprint
+    assert "segment" not in build_alert(
+        whole,
+        status="firing",
+        reason="fired",
+        severity="warning",
+        started_at_ms=T0,
+        resolved_at_ms=None,
+        emitted_at_ms=T0 + MIN,
+        runbook_url="",
+    )
