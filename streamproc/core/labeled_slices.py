@@ -25,7 +25,7 @@ from streamproc.core.performance import ClassificationPerformance
 from streamproc.core.regression_performance import RegressionPerformance
 from streamproc.core.segments import DEFAULT_MAX_SLICES
 from streamproc.core.shadow import ShadowPairs
-from streamproc.core.slice_profiles import other_key
+from streamproc.core.slice_profiles import cap_slices
 
 MAGIC: Final = b"SPLS"
 
@@ -85,7 +85,8 @@ class LabeledSlices:
             except ValueError:  # a changed threshold: keep the newer
                 shadow = other.shadow
         cap = min(self.max_slices, other.max_slices)
-        return LabeledSlices(_cap(perf, cap), fairness, shadow, cap)
+        capped = cap_slices(perf, cap, lambda p: p.n, merge_performance)
+        return LabeledSlices(capped, fairness, shadow, cap)
 
     def to_bytes(self) -> bytes:
         keys, attrs = sorted(self.performance), sorted(self.fairness)
@@ -131,17 +132,3 @@ def merge_labeled(a: LabeledSlices | None, b: LabeledSlices | None) -> LabeledSl
     if a is None or b is None:
         return a if b is None else b
     return a.merge(b)
-
-
-def _cap(perf: dict[str, Performance], max_slices: int) -> dict[str, Performance]:
-    if len(perf) <= max_slices:
-        return perf
-    others = {k for k in perf if other_key(k) == k}
-    named = sorted((k for k in perf if k not in others), key=lambda k: (-perf[k].n, k))
-    room = max(max_slices - len(others), 0)
-    kept = {k: perf[k] for k in (*sorted(others), *named[:room])}
-    for k in named[room:]:
-        target = other_key(k)
-        if target is not None:
-            kept[target] = merge_performance(kept.get(target), perf[k])
-    return kept

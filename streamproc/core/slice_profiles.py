@@ -25,9 +25,9 @@ plus its outputs; ``benchmarks/bench_slices.py`` and docs/SEGMENTS.md have the f
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -40,6 +40,7 @@ from streamproc.core.model_profile import ModelProfile
 from streamproc.core.segments import OTHER, SegmentCounts, SlicingPolicy, parse_slice_key, slice_key
 
 MAGIC: Final = b"SPSL"
+T = TypeVar("T")
 DEFAULT_MAX_KEY_FEATURES: Final = 5
 """Key features per slice when none are configured: the reference's first, by name."""
 SLICE_K: Final = 128
@@ -211,7 +212,9 @@ class SliceProfiles:
         for attr, fc in other.fairness.items():
             mine_fc = fairness.get(attr)
             fairness[attr] = fc if mine_fc is None else mine_fc.merge(fc)
-        return SliceProfiles(counts, _cap(profiles, self.max_slices), fairness)
+        return SliceProfiles(
+            counts, cap_slices(profiles, self.max_slices, _rows, ModelProfile.merge), fairness
+        )
 
     # ----------------------------------------------------------------- serialization
 
@@ -256,6 +259,10 @@ class SliceProfiles:
     __hash__ = None  # type: ignore[assignment]
 
 
+def _rows(profile: ModelProfile) -> int:
+    return profile.row_count
+
+
 def merge_slices(a: SliceProfiles | None, b: SliceProfiles | None) -> SliceProfiles | None:
     """``a`` merged with ``b``; either may be None. Different slicing policies (the
     configuration changed) keep the newer side rather than failing the stage."""
@@ -276,19 +283,20 @@ def other_key(key: str) -> str | None:
     return slice_key([(dim, OTHER)])
 
 
-def _cap(profiles: dict[str, ModelProfile], max_slices: int) -> dict[str, ModelProfile]:
-    if len(profiles) <= max_slices:
-        return profiles
-    others = {k for k in profiles if other_key(k) == k}
-    named = sorted(
-        (k for k in profiles if k not in others), key=lambda k: (-profiles[k].row_count, k)
-    )
+def cap_slices(
+    items: dict[str, T], max_slices: int, size: Callable[[T], int], merge: Callable[[T, T], T]
+) -> dict[str, T]:
+    """At most ``max_slices`` slices: every OTHER slice, then the largest by ``size``
+    (ties by key); an evicted value merges into its dimension's OTHER slice, an evicted
+    crossing is dropped (its marginal slices hold its rows)."""
+    if len(items) <= max_slices:
+        return items
+    others = {k for k in items if other_key(k) == k}
+    named = sorted((k for k in items if k not in others), key=lambda k: (-size(items[k]), k))
     room = max(max_slices - len(others), 0)
-    kept = {k: profiles[k] for k in (*sorted(others), *named[:room])}
+    kept = {k: items[k] for k in (*sorted(others), *named[:room])}
     for k in named[room:]:
         target = other_key(k)
-        if target is None:
-            continue  # an evicted crossing: its marginal slices hold its rows
-        prof = profiles[k]
-        kept[target] = prof if target not in kept else kept[target].merge(prof)
+        if target is not None:
+            kept[target] = items[k] if target not in kept else merge(kept[target], items[k])
     return kept

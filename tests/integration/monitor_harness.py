@@ -370,3 +370,37 @@ def scrape(port: int, name: str, **labels: str) -> float | None:
         for s in family.samples
         if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
     )
+
+
+Timed = list[tuple[float, str, bytes, bytes]]
+"""(event time s, "p" or "l", key, value): predictions and labels in event-time order."""
+
+
+def send_timed(feeds: Mapping[str, Feed], timed: Timed, live: bool) -> None:
+    """Live: each record when its event time comes (in 50 ms slices); else a backfill:
+    every prediction, then every label, at full speed. ``feeds``: "p" and "l"."""
+    if not live:
+        for kind in ("p", "l"):
+            feeds[kind].send([(k, v) for _, c, k, v in timed if c == kind])
+        return
+    began, first = time.time(), timed[0][0]
+    i = 0
+    while i < len(timed):
+        now = time.time() - began + first
+        j = i
+        while j < len(timed) and timed[j][0] <= now:
+            j += 1
+        for kind in ("p", "l"):
+            feeds[kind].send([(k, v) for _, c, k, v in timed[i:j] if c == kind])
+        i = j
+        time.sleep(0.05)
+
+
+def shift_timed(timed: Timed, by_s: float) -> Timed:
+    """The same records ``by_s`` seconds earlier (event time and ``timestamp``)."""
+    out = []
+    for at, kind, key, value in timed:
+        rec = orjson.loads(value)
+        rec["timestamp"] = round(rec["timestamp"] - by_s, 3)
+        out.append((at - by_s, kind, key, orjson.dumps(rec)))
+    return out

@@ -17,9 +17,12 @@ from streamproc.monitor.state import WindowState
 from tests.integration.monitor_harness import (
     AlertWatcher,
     Feed,
+    Timed,
     checkpointed_windows,
     monitor_config,
     running_worker,
+    send_timed,
+    shift_timed,
     wait_until,
 )
 from tests.integration.test_labels import _reference, _rows
@@ -42,8 +45,6 @@ CHECKS = frozenset(
         "label_coverage",
     }
 )
-Timed = list[tuple[float, str, bytes, bytes]]
-"""(event time s, "p" or "l", key, value): predictions and labels in event-time order."""
 
 
 def _script(start_s: float) -> tuple[Timed, list[dict[str, Any]]]:
@@ -83,15 +84,6 @@ def _script(start_s: float) -> tuple[Timed, list[dict[str, Any]]]:
     return timed, rows
 
 
-def _shift(timed: Timed, by_s: float) -> Timed:
-    out = []
-    for at, kind, key, value in timed:
-        rec = orjson.loads(value)
-        rec["timestamp"] = round(rec["timestamp"] - by_s, 3)
-        out.append((at - by_s, kind, key, orjson.dumps(rec)))
-    return out
-
-
 def _run(
     bootstrap: str, prefix: str, timed: Timed, live: bool
 ) -> tuple[set[tuple[str, str]], dict[int, WindowState]]:
@@ -112,21 +104,7 @@ def _run(
                 "p": Feed(bootstrap, config.topics.predictions),
                 "l": Feed(bootstrap, labels_topic),
             }
-            if live:  # each record when its event time comes, in 50 ms slices
-                began, first = time.time(), timed[0][0]
-                i = 0
-                while i < len(timed):
-                    now = time.time() - began + first
-                    j = i
-                    while j < len(timed) and timed[j][0] <= now:
-                        j += 1
-                    for kind in ("p", "l"):
-                        feeds[kind].send([(k, v) for _, c, k, v in timed[i:j] if c == kind])
-                    i = j
-                    time.sleep(0.05)
-            else:  # a backfill: every prediction, then every label, at full speed
-                for kind in ("p", "l"):
-                    feeds[kind].send([(k, v) for _, c, k, v in timed if c == kind])
+            send_timed(feeds, timed, live)
             registry = run.worker.metrics.registry
 
             def counted() -> float:
@@ -176,7 +154,7 @@ def test_replayed_labels_give_the_live_performance_and_alerts(
     timed, rows = _script(start_s)
     live, live_windows = _run(bootstrap_servers, unique_topic("perf-live"), timed, True)
     replay, replay_windows = _run(
-        bootstrap_servers, unique_topic("perf-replay"), _shift(timed, YEAR_S), False
+        bootstrap_servers, unique_topic("perf-replay"), shift_timed(timed, YEAR_S), False
     )
 
     window_ms = WINDOW_S * 1000

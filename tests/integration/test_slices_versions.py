@@ -35,8 +35,11 @@ from streamproc.monitor.state import WindowState
 from tests.integration.monitor_harness import (
     AlertWatcher,
     Feed,
+    Timed,
     monitor_config,
     running_worker,
+    send_timed,
+    shift_timed,
     wait_until,
 )
 from tests.support.kafka import create_topic, latest_values
@@ -56,7 +59,6 @@ MODELS_SECTION: dict[str, Any] = {
     "fraud": {"rollout": {"champion": "1", "challenger": "2", "mode": "ab", "min_n": 1500}},
     "risk": {"rollout": {"champion": "1", "challenger": "2", "mode": "shadow"}},
 }
-Timed = list[tuple[float, str, bytes, bytes]]
 
 
 def _reference(model: str, seed: int) -> ModelProfile:
@@ -146,15 +148,6 @@ def _script(start_s: float) -> tuple[Timed, list[dict[str, Any]]]:
     return timed, credit_rows
 
 
-def _shift(timed: Timed, by_s: float) -> Timed:
-    out = []
-    for at, kind, key, value in timed:
-        rec = orjson.loads(value)
-        rec["timestamp"] = round(rec["timestamp"] - by_s, 3)
-        out.append((at - by_s, kind, key, orjson.dumps(rec)))
-    return out
-
-
 class Outcome:
     def __init__(self) -> None:
         self.slice_alerts: set[tuple[str, str, str, str]] = set()
@@ -184,21 +177,7 @@ def _run(bootstrap: str, prefix: str, timed: Timed, live: bool) -> Outcome:
                 "p": Feed(bootstrap, config.topics.predictions),
                 "l": Feed(bootstrap, labels_topic),
             }
-            if live:  # each record when its event time comes, in 50 ms slices
-                began, first = time.time(), timed[0][0]
-                i = 0
-                while i < len(timed):
-                    now = time.time() - began + first
-                    j = i
-                    while j < len(timed) and timed[j][0] <= now:
-                        j += 1
-                    for kind in ("p", "l"):
-                        feeds[kind].send([(k, v) for _, c, k, v in timed[i:j] if c == kind])
-                    i = j
-                    time.sleep(0.05)
-            else:
-                for kind in ("p", "l"):
-                    feeds[kind].send([(k, v) for _, c, k, v in timed if c == kind])
+            send_timed(feeds, timed, live)
             registry = run.worker.metrics.registry
 
             def counted() -> float:
@@ -262,7 +241,9 @@ def test_slices_fairness_and_rollouts_live_and_replayed(
     start_s = (time.time() + 2) // WINDOW_S * WINDOW_S + WINDOW_S
     timed, credit_rows = _script(start_s)
     live = _run(bootstrap_servers, unique_topic("slices-live"), timed, True)
-    replay = _run(bootstrap_servers, unique_topic("slices-replay"), _shift(timed, YEAR_S), False)
+    replay = _run(
+        bootstrap_servers, unique_topic("slices-replay"), shift_timed(timed, YEAR_S), False
+    )
 
     # a drift confined to DE alerts for DE, never for FR or US
     drift = {a for a in live.slice_alerts if a[1] == "feature_drift"}
